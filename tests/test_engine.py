@@ -1,0 +1,145 @@
+"""Engine tests on virtual time: exact counts and hand-computed latencies."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import anyio
+import pytest
+
+from zg_load.engine import Engine, EngineConfig
+from zg_load.plan import Planned
+from zg_load.recorder import Recorder
+from zg_load.result import RunResult
+from zg_load.schedule import Constant, starts
+from zg_load.testing import ManualClock, ScriptedClient
+
+pytestmark = pytest.mark.anyio
+S = 1_000_000_000
+MS_US = 1000
+
+
+def planned(rate_per_s: float, duration_s: float, priority: int = 3) -> Iterator[Planned]:
+    for t in starts(Constant(rate_per_s, duration_s)):
+        yield Planned(t, 0, "approval", priority, 0.01, "t", "a")
+
+
+async def run(client_kw: dict[str, object], cfg: EngineConfig, reqs: Iterator[Planned]) -> RunResult:
+    clock = ManualClock()
+    with clock.installed():
+        client = ScriptedClient(clock, **client_kw)  # type: ignore[arg-type]
+        engine = Engine(client, clock, Recorder(S), cfg)
+        with anyio.fail_after(3600):  # virtual seconds
+            return await engine.run(reqs)
+
+
+def identity(r: RunResult) -> None:
+    t = r.tally
+    assert t.intended == t.sent + t.not_sent
+    assert t.sent == t.ok + t.refused + t.error + t.timeout + t.transport + t.in_flight
+
+
+def within_hdr(got: int | None, expected_us: int) -> bool:
+    # 3 significant figures: a bucket's highest equivalent value is at most 1/1024 above.
+    return got is not None and expected_us <= got <= expected_us + expected_us // 1024 + 1
+
+
+async def test_stall_is_seen_in_full_from_the_intended_start() -> None:
+    cfg = EngineConfig(duration_ns=10 * S, health_probe_interval_s=None)
+    r = await run({"service_time_s": 0.001, "stalls": [(4.0, 6.0)]}, cfg, planned(1000, 10))
+    identity(r)
+    assert (r.tally.intended, r.tally.sent, r.tally.ok, r.tally.in_flight) == (10000, 10000, 10000, 0)
+    lat = r.recorder.latency(("approval", 3, "ok"))
+    # 8000 requests take 1 ms; the 2000 intended during the stall finish at 6.001 s,
+    # so their latencies are 2001, 2000, ..., 2 ms.
+    assert lat.count == 10000
+    assert lat.min_us == 1 * MS_US
+    assert lat.percentile(50) == 1 * MS_US
+    assert within_hdr(lat.percentile(90), 1001 * MS_US)
+    assert within_hdr(lat.percentile(99), 1901 * MS_US)
+    assert within_hdr(lat.percentile(99.9), 1991 * MS_US)
+    assert lat.percentile(100) == lat.max_us == 2001 * MS_US
+    assert r.recorder.lag().max_us == 0  # virtual time: every send exactly on schedule
+
+
+async def test_bounded_in_flight_keeps_service_time_small_but_not_latency() -> None:
+    cfg = EngineConfig(duration_ns=10 * S, max_in_flight=10, health_probe_interval_s=None)
+    r = await run({"service_time_s": 0.001, "stalls": [(4.0, 6.0)]}, cfg, planned(1000, 10))
+    identity(r)
+    assert (r.tally.intended, r.tally.sent, r.tally.ok) == (10000, 10000, 10000)
+    lat = r.recorder.latency(("approval", 3, "ok"))
+    svc = r.recorder.service(("approval", 3, "ok"))
+    assert svc.percentile(99) == 1 * MS_US  # only the 10 stuck in the server took long
+    assert svc.max_us == 2001 * MS_US  # sent at 4.000 s, done at 6.001 s
+    p99 = lat.percentile(99)
+    assert p99 is not None and p99 > 1800 * MS_US  # the backlog behind the stall is counted
+    assert lat.max_us == 2001 * MS_US  # intended at 4.000 s, done at 6.001 s
+    assert r.recorder.lag().max_us is not None and r.recorder.lag().max_us > 1000 * MS_US
+
+
+async def test_overloaded_run_reports_its_shortfall() -> None:
+    # 100 in flight, each taking 1 s: only 200 of the 2000 intended can be sent in 2 s.
+    cfg = EngineConfig(duration_ns=2 * S, max_in_flight=100, drain_s=2.0, health_probe_interval_s=None)
+    r = await run({"service_time_s": 1.0}, cfg, planned(1000, 2))
+    identity(r)
+    t = r.tally
+    assert (t.intended, t.sent, t.not_sent, t.ok, t.in_flight, t.drained) == (2000, 200, 1800, 200, 0, 100)
+    assert r.phase_intended == [2000] and r.phase_sent == [200]
+
+
+async def test_run_stopped_with_requests_in_flight_lists_them() -> None:
+    cfg = EngineConfig(duration_ns=2 * S, drain_s=0.5, health_probe_interval_s=None)
+    r = await run({"service_time_s": 10.0}, cfg, planned(10, 2))
+    identity(r)
+    t = r.tally
+    assert (t.intended, t.sent, t.ok, t.in_flight, t.not_sent) == (20, 20, 0, 20, 0)
+    assert r.recorder.counts() == {}  # nothing recorded for requests that never finished
+
+
+async def test_timeouts_are_their_own_outcome_and_never_lower_success_latency() -> None:
+    cfg = EngineConfig(duration_ns=1 * S, timeout_s=0.5, drain_s=1.0, health_probe_interval_s=None)
+    r = await run({"service_time_s": 0.001, "stalls": [(0.2, 0.9)]}, cfg, planned(10, 1))
+    identity(r)
+    # Requests at 0.2 .. 0.8 s are answered at 0.901 s: those sent at 0.2, 0.3 and 0.4 s
+    # would wait over 0.5 s and time out; 0.5 .. 0.8 s take 401 .. 101 ms.
+    assert (r.tally.ok, r.tally.timeout) == (7, 3)
+    assert r.recorder.latency(("approval", 3, "timeout")).count == 3
+    assert r.recorder.latency(("approval", 3, "timeout")).min_us == 500 * MS_US
+    assert r.recorder.latency(("approval", 3, "ok")).max_us == 401 * MS_US
+
+
+async def test_refusals_are_counted_by_priority_and_reason() -> None:
+    reqs = [Planned(i * S // 100, 0, "approval", 1 + i % 5, 0.01, "t", "a") for i in range(100)]
+    cfg = EngineConfig(duration_ns=1 * S, health_probe_interval_s=None)
+    refuse = {1: "overloaded", 2: "budget_exceeded"}
+    r = await run({"refuse": lambda p, _t: refuse.get(p)}, cfg, iter(reqs))
+    identity(r)
+    assert (r.tally.ok, r.tally.refused) == (60, 40)
+    assert dict(r.refusals) == {("approval", 1, "overloaded"): 20, ("approval", 2, "budget_exceeded"): 20}
+
+
+async def test_stop_keeps_what_was_measured_and_marks_the_run_partial() -> None:
+    clock = ManualClock()
+    cfg = EngineConfig(duration_ns=10 * S, health_probe_interval_s=None)
+    with clock.installed():
+        engine = Engine(ScriptedClient(clock, service_time_s=0.001), clock, Recorder(S), cfg)
+
+        async def stopper() -> None:
+            await clock.sleep_until(1_500_000_000)
+            engine.stop("interrupted")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(stopper)
+            r = await engine.run(planned(100, 10))
+    identity(r)
+    assert r.partial and r.stop_reason == "interrupted"
+    assert r.tally.intended == 151  # starts at 0, 10 ms, ..., 1500 ms
+    assert r.tally.sent + r.tally.not_sent == 151
+
+
+async def test_health_probes_are_counted() -> None:
+    cfg = EngineConfig(duration_ns=5 * S, health_probe_interval_s=1.0)
+    r = await run({"stalls": [(2.0, 3.5)]}, cfg, planned(10, 5))
+    # probes at 0,1,2,3,4 s; the one at 2 s waits until 3.5 s (> 1 s timeout), the one
+    # at 3 s until 3.501 s (0.501 s, in time).
+    assert (r.probes_total, r.probes_ok) == (5, 4)

@@ -1,0 +1,59 @@
+"""`python -m zg_load.aiops`: run the reference AI Ops service until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from zg_load.aiops.config import ServiceConfig
+from zg_load.aiops.server import serve
+
+
+def parse_args(argv: Sequence[str] | None = None) -> ServiceConfig:
+    """The `ServiceConfig` described by command-line arguments."""
+    parser = argparse.ArgumentParser(
+        prog="python -m zg_load.aiops",
+        description="Serve the reference AI Ops service (budget approvals with priority admission).",
+        epilog="example: python -m zg_load.aiops --port 8080 --workers 8 --service-time-ms 2",
+    )
+    default = ServiceConfig()
+    parser.add_argument("--host", default=default.host)
+    parser.add_argument("--port", type=int, default=default.port, help="0 picks a free port")
+    parser.add_argument("--db", default=None, help="SQLite ledger file (default: a temporary one)")
+    parser.add_argument("--token", default=None, help="admin bearer token (default: generated)")
+    parser.add_argument("--workers", type=int, default=default.approval_workers)
+    parser.add_argument(
+        "--service-time-ms", type=float, default=default.approval_service_time_s * 1000
+    )
+    parser.add_argument("--queue-bound", type=int, default=default.queue_bound)
+    parser.add_argument("--max-queue-wait-ms", type=float, default=default.max_queue_wait_s * 1000)
+    parser.add_argument("--budget-usd", type=float, default=None)
+    parser.add_argument("--window", default=default.budget_window, help="e.g. 1d, 12h, 30m")
+    args = parser.parse_args(argv)
+    try:
+        return _config(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+
+
+def _config(args: argparse.Namespace) -> ServiceConfig:
+    return ServiceConfig(
+        host=args.host,
+        port=args.port,
+        db_path=args.db,
+        admin_token=args.token,
+        approval_workers=args.workers,
+        approval_service_time_s=args.service_time_ms / 1000,
+        queue_bound=args.queue_bound,
+        max_queue_wait_s=args.max_queue_wait_ms / 1000,
+        budget_usd=args.budget_usd,
+        budget_window=args.window,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    serve(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""Analysis of a run's intervals: priority adherence and recovery time.
+
+Pure: interval views in, figures out. An ``IntervalView`` is the compact digest of
+one closed interval (counts per key and p99 of admitted requests), so a long run
+keeps kilobytes per interval, not histograms.
+
+Priority adherence: per interval, for each operation and each pair of adjacent
+priorities that both had traffic, two comparisons: the higher priority is refused no
+more often than the lower, and (when both had admitted requests) its p99 latency is
+not above the lower one's p99 × (1 + tolerance) + tolerance_ms. Each comparison
+weighs as many requests as the two priorities had in that interval; adherence is
+the weighted share of comparisons that hold (None when there were none).
+
+Recovery time: the baseline is the median per-interval p99 of admitted requests and
+the refusal rate over the baseline phase. After the storm phase ends, the service
+has recovered at the start of the first run of ``stable`` consecutive intervals
+whose p99 ≤ baseline × (1 + rel) + abs_ms and whose refusal rate ≤ baseline rate +
+refusal tolerance. Recovery time is that start minus the storm's end; None when it
+never happens within the run. Intervals without traffic neither count nor break a run.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from zg_load.hdr import Histogram
+from zg_load.recorder import IntervalStats, Key
+
+NS_PER_S = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class IntervalView:
+    index: int
+    start_ns: int
+    end_ns: int
+    counts: dict[Key, int]
+    p99_ok_us: dict[tuple[str, int], int | None]
+    p99_ok_all_us: int | None
+    lag_p99_us: int | None
+
+    def total(self, op: str | None = None, priority: int | None = None) -> int:
+        return sum(
+            n
+            for (o, p, _), n in self.counts.items()
+            if (op is None or o == op) and (priority is None or p == priority)
+        )
+
+    def refused(self, op: str | None = None, priority: int | None = None) -> int:
+        return sum(
+            n
+            for (o, p, out), n in self.counts.items()
+            if out == "refused" and (op is None or o == op) and (priority is None or p == priority)
+        )
+
+
+def view_interval(stats: IntervalStats) -> IntervalView:
+    """Digest a closed interval: counts per key and p99 of admitted requests."""
+    p99: dict[tuple[str, int], int | None] = {}
+    merged = Histogram()
+    for (op, priority, outcome), hist in stats.latency.items():
+        if outcome == "ok":
+            p99[(op, priority)] = hist.percentile(99.0)
+            merged.merge(hist)
+    return IntervalView(
+        index=stats.index,
+        start_ns=stats.start_ns,
+        end_ns=stats.end_ns,
+        counts=dict(stats.counts),
+        p99_ok_us=p99,
+        p99_ok_all_us=merged.percentile(99.0),
+        lag_p99_us=stats.lag.percentile(99.0),
+    )
+
+
+@dataclass(frozen=True)
+class Adherence:
+    value: float | None
+    comparisons: int
+    held: int
+    weight: int
+    weight_held: int
+
+
+def _pair_comparisons(
+    v: IntervalView, op: str, lo: int, hi: int, tol_rel: float, tol_us: float
+) -> list[tuple[int, bool]]:
+    n_lo, n_hi = v.total(op, lo), v.total(op, hi)
+    weight = n_lo + n_hi
+    out = [(weight, v.refused(op, hi) * n_lo <= v.refused(op, lo) * n_hi)]
+    p_lo, p_hi = v.p99_ok_us.get((op, lo)), v.p99_ok_us.get((op, hi))
+    if p_lo is not None and p_hi is not None:
+        out.append((weight, p_hi <= p_lo * (1.0 + tol_rel) + tol_us))
+    return out
+
+
+def priority_adherence(
+    views: Sequence[IntervalView], tolerance: float = 0.10, tolerance_ms: float = 1.0
+) -> Adherence:
+    """Request-weighted share of adjacent-priority comparisons that hold (module doc)."""
+    results: list[tuple[int, bool]] = []
+    for v in views:
+        for op in sorted({o for (o, _, _) in v.counts}):
+            prios = sorted({p for (o, p, _), n in v.counts.items() if o == op and n > 0})
+            for lo, hi in zip(prios, prios[1:], strict=False):
+                results += _pair_comparisons(v, op, lo, hi, tolerance, tolerance_ms * 1000.0)
+    weight = sum(w for w, _ in results)
+    weight_held = sum(w for w, ok in results if ok)
+    return Adherence(
+        value=weight_held / weight if weight else None,
+        comparisons=len(results),
+        held=sum(1 for _, ok in results if ok),
+        weight=weight,
+        weight_held=weight_held,
+    )
+
+
+@dataclass(frozen=True)
+class Recovery:
+    time_s: float | None
+    baseline_p99_us: float | None
+    baseline_refusal_rate: float | None
+    limit_p99_us: float | None
+    storm_end_s: float | None
+
+
+def _in(v: IntervalView, start_ns: int, end_ns: int) -> bool:
+    return v.start_ns >= start_ns and v.end_ns <= end_ns
+
+
+def baseline_of(
+    views: Sequence[IntervalView], start_ns: int, end_ns: int
+) -> tuple[float | None, float | None]:
+    """(median interval p99 of admitted requests, refusal rate) over a phase."""
+    inside = [v for v in views if _in(v, start_ns, end_ns)]
+    p99s = [v.p99_ok_all_us for v in inside if v.p99_ok_all_us is not None]
+    total = sum(v.total() for v in inside)
+    rate = sum(v.refused() for v in inside) / total if total else None
+    return (statistics.median(p99s) if p99s else None), rate
+
+
+def recovery_time(
+    views: Sequence[IntervalView],
+    baseline_ns: tuple[int, int],
+    storm_end_ns: int,
+    *,
+    p99_tolerance: float = 0.5,
+    p99_tolerance_ms: float = 5.0,
+    refusal_tolerance: float = 0.02,
+    stable_intervals: int = 3,
+) -> Recovery:
+    """Seconds from the storm's end until the service is back near its baseline (module doc)."""
+    base_p99, base_rate = baseline_of(views, *baseline_ns)
+    storm_end_s = storm_end_ns / NS_PER_S
+    if base_p99 is None or base_rate is None:
+        return Recovery(None, base_p99, base_rate, None, storm_end_s)
+    limit = base_p99 * (1.0 + p99_tolerance) + p99_tolerance_ms * 1000.0
+    streak_start: IntervalView | None = None
+    streak = 0
+    for v in views:
+        total = v.total()
+        if v.start_ns < storm_end_ns or total == 0:
+            continue
+        p99 = v.p99_ok_all_us
+        good = (
+            p99 is not None
+            and p99 <= limit
+            and v.refused() / total <= base_rate + refusal_tolerance
+        )
+        if not good:
+            streak_start, streak = None, 0
+            continue
+        streak_start = streak_start or v
+        streak += 1
+        if streak >= stable_intervals:
+            return Recovery(
+                (streak_start.start_ns - storm_end_ns) / NS_PER_S,
+                base_p99,
+                base_rate,
+                limit,
+                storm_end_s,
+            )
+    return Recovery(None, base_p99, base_rate, limit, storm_end_s)

@@ -1,0 +1,81 @@
+"""The run directory: ``summary.json``, ``latency.hlog`` and ``report.txt``.
+
+The interval log is written as intervals close, so an interrupted run keeps every
+interval it finished. Files are written whole (temp file + rename) where they are
+written once, so a crash never leaves a half summary.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from zg_load.hlog import format_header, format_interval, tag_for
+from zg_load.recorder import IntervalStats
+
+NS_PER_S = 1_000_000_000
+
+
+def default_run_dir(scenario_name: str, root: Path = Path("results")) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", scenario_name) or "run"
+    path = root / f"{safe}-{stamp}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = root / f"{safe}-{stamp}-{n}"
+    return path
+
+
+def prepare_run_dir(path: Path) -> Path:
+    """Create the run directory; refuse one that already holds a summary."""
+    if (path / "summary.json").exists():
+        raise FileExistsError(f"{path} already holds a run (summary.json); choose another --out")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_whole(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
+    path = run_dir / "summary.json"
+    write_whole(
+        path, orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+    )
+    return path
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "summary.json" if run_dir.is_dir() else run_dir
+    data: dict[str, Any] = orjson.loads(path.read_bytes())
+    return data
+
+
+class HlogWriter:
+    """Streams closed intervals to an HdrHistogram interval log, one line per tag."""
+
+    def __init__(self, path: Path, start_epoch_s: float) -> None:
+        self.path = path
+        self._f: IO[str] = path.open("w", encoding="ascii")
+        self._f.write("\n".join(format_header(start_epoch_s, start_epoch_s)) + "\n")
+        self._f.flush()
+
+    def write(self, stats: IntervalStats) -> None:
+        start_s = stats.start_ns / NS_PER_S
+        length_s = (stats.end_ns - stats.start_ns) / NS_PER_S
+        for key in sorted(stats.latency):
+            hist = stats.latency[key]
+            self._f.write(format_interval(tag_for(key), start_s, length_s, hist) + "\n")
+        self._f.flush()
+
+    def close(self) -> None:
+        self._f.close()

@@ -1,0 +1,332 @@
+"""The zg-load command line: a map of commands over scenarios and run directories.
+
+Exit codes: 0 every check passed; 1 a check failed; 2 a usage, scenario or target
+error (one line on stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import urlparse
+
+import anyio
+import click
+import orjson
+
+from zg_load import __version__
+from zg_load.artifacts import (
+    HlogWriter,
+    default_run_dir,
+    prepare_run_dir,
+    read_summary,
+    write_summary,
+    write_whole,
+)
+from zg_load.client import HttpClient
+from zg_load.clock import RealClock
+from zg_load.embedded import EmbeddedError, EmbeddedService, start_embedded
+from zg_load.engine import Engine, EngineConfig
+from zg_load.plan import plan
+from zg_load.recorder import IntervalStats, Recorder
+from zg_load.render import render_text
+from zg_load.result import RunResult
+from zg_load.scenario import Scenario, ScenarioError, TargetSetup, parse_scenario
+from zg_load.schedule import expected_count
+from zg_load.summary import build_summary, with_checks
+
+NS_PER_S = 1_000_000_000
+
+
+class TargetError(Exception):
+    """The target cannot be used (unreachable, refused the setup)."""
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    click.echo(f"zg-load: {message}", err=True)
+    sys.exit(code)
+
+
+def load_scenario(path: Path) -> Scenario:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot read scenario {path}: {exc.strerror or exc}")
+    except UnicodeDecodeError:
+        fail(f"cannot read scenario {path}: not UTF-8 text")
+    try:
+        return parse_scenario(text, source=str(path))
+    except ScenarioError as exc:
+        fail(str(exc))
+
+
+def check_url(url: str) -> str:
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        fail(f"bad --target '{url}': expected a URL like http://127.0.0.1:8080")
+    return url.rstrip("/")
+
+
+def run_backend_options() -> dict[str, Any]:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return {}
+    return {"use_uvloop": True}
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="zg-load")
+def cli() -> None:
+    """Storm-test an AI Ops control plane and report what its users felt.
+
+    \b
+    Quick start:
+      zg-load run scenarios/high_priority_storm.toml
+      zg-load report results/<run>
+    """
+
+
+@cli.command()
+@click.argument("scenario_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--target",
+    metavar="URL",
+    help="Your AI Ops service. Without it, zg-load starts the embedded reference service "
+    "on 127.0.0.1 for this run.",
+)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Run directory.")
+@click.option(
+    "--admin-token",
+    envvar="ZG_LOAD_ADMIN_TOKEN",
+    metavar="TOKEN",
+    help="Admin bearer token of the target (env ZG_LOAD_ADMIN_TOKEN).",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No live progress; print only the report.")
+def run(
+    scenario_file: Path, target: str | None, out: Path | None, admin_token: str | None, quiet: bool
+) -> None:
+    """Run a scenario and write a run directory (summary.json, latency.hlog, report.txt).
+
+    \b
+    Examples:
+      zg-load run scenarios/high_priority_storm.toml
+      zg-load run scenarios/smoke.toml --target http://127.0.0.1:8080 --out results/smoke-1
+
+    Exit code 0 when every check passed, 1 when a check failed, 2 on a usage,
+    scenario or target error.
+    """
+    scenario = load_scenario(scenario_file)
+    url = check_url(target) if target else None
+    try:
+        run_dir = prepare_run_dir(out or default_run_dir(scenario.name))
+    except (FileExistsError, OSError) as exc:
+        fail(str(exc))
+    service: EmbeddedService | None = None
+    if url is None:
+        try:
+            service = start_embedded(scenario.service)
+        except EmbeddedError as exc:
+            fail(str(exc))
+        url, admin_token = service.url, service.token
+    try:
+        summary = anyio.run(
+            _run,
+            scenario,
+            url,
+            admin_token,
+            service is not None,
+            run_dir,
+            quiet,
+            backend_options=run_backend_options(),
+        )
+    except TargetError as exc:
+        fail(str(exc))
+    finally:
+        if service is not None:
+            service.stop()
+    text = render_text(summary)
+    write_whole(run_dir / "report.txt", text.encode())
+    click.echo(text, nl=False)
+    click.echo(f"\nrun directory: {run_dir}")
+    sys.exit(0 if summary["passed"] else 1)
+
+
+async def _preflight(client: HttpClient, url: str) -> None:
+    with anyio.move_on_after(5.0):
+        answer = await client.health()
+        if answer.ok:
+            return
+        detail = answer.reason or f"HTTP {answer.status}"
+        raise TargetError(f"target {url} is not healthy: GET /health answered {detail}")
+    raise TargetError(f"target {url} did not answer GET /health within 5 s")
+
+
+async def _setup(client: HttpClient, target: TargetSetup) -> None:
+    if target.budget_usd is None:
+        return
+    answer = await client.set_budget_limit(target.budget_usd, target.soft_budget_usd, target.window)
+    if not answer.ok:
+        raise TargetError(
+            f"target refused the budget setup (PUT /v1/budget): {answer.reason or answer.status}"
+        )
+
+
+async def _run(
+    scenario: Scenario, url: str, token: str | None, embedded: bool, run_dir: Path, quiet: bool
+) -> dict[str, Any]:
+    client = HttpClient(
+        url, timeout_s=scenario.timeout_s, max_connections=scenario.max_in_flight, admin_token=token
+    )
+    try:
+        await _preflight(client, url)
+        await _setup(client, scenario.target)
+        started_at = datetime.now(UTC).isoformat(timespec="seconds")
+        result = await _storm(scenario, client, run_dir, quiet)
+    finally:
+        await client.aclose()
+    summary = build_summary(result, scenario, target=url, embedded=embedded, started_at=started_at)
+    with_checks(summary, scenario.checks)
+    write_summary(run_dir, summary)
+    return summary
+
+
+async def _storm(scenario: Scenario, client: HttpClient, run_dir: Path, quiet: bool) -> RunResult:
+    clock = RealClock()
+    interval_ns = round(scenario.interval_s * NS_PER_S)
+    recorder = Recorder(interval_ns)
+    config = EngineConfig(
+        duration_ns=round(scenario.duration_s * NS_PER_S),
+        interval_ns=interval_ns,
+        timeout_s=scenario.timeout_s,
+        max_in_flight=scenario.max_in_flight,
+        drain_s=scenario.drain_s,
+        health_probe_interval_s=scenario.analysis.health_probe_interval_s,
+        phases=len(scenario.phases),
+    )
+    writer: list[HlogWriter] = []
+    progress = Progress(scenario, quiet)
+
+    def on_interval(stats: IntervalStats) -> None:
+        if not writer:
+            writer.append(HlogWriter(run_dir / "latency.hlog", engine.start_epoch_s))
+        writer[0].write(stats)
+        progress.show(stats, engine)
+
+    engine = Engine(client, clock, recorder, config, on_interval)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch_signals, engine)
+            result = await engine.run(plan(scenario))
+            tg.cancel_scope.cancel()
+    finally:
+        for w in writer:
+            w.close()
+    return result
+
+
+async def _watch_signals(engine: Engine) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            click.echo("\nzg-load: stopping; keeping what was measured (partial run)", err=True)
+            engine.stop("interrupted")
+
+
+class Progress:
+    """One line per interval on stderr while a run goes on (off with --quiet)."""
+
+    def __init__(self, scenario: Scenario, quiet: bool) -> None:
+        self._scenario = scenario
+        self._on = not quiet
+
+    def show(self, stats: IntervalStats, engine: Engine) -> None:
+        if not self._on:
+            return
+        t_s = stats.end_ns / NS_PER_S
+        phase = self._scenario.phase_at(max(0.0, stats.start_ns / NS_PER_S))
+        counts = stats.counts
+        done = sum(counts.values())
+        refused = sum(n for (_, _, o), n in counts.items() if o == "refused")
+        failed = sum(n for (_, _, o), n in counts.items() if o in ("error", "timeout", "transport"))
+        p99 = _p99_ok(stats)
+        length_s = (stats.end_ns - stats.start_ns) / NS_PER_S or 1.0
+        click.echo(
+            f"[{t_s:6.1f}s] {phase.name if phase else '-':<10} done {done / length_s:8.1f}/s"
+            f"  refused {refused:6d}  failed {failed:4d}  p99 ok {p99}  in flight {engine.in_flight}",
+            err=True,
+        )
+
+
+def _p99_ok(stats: IntervalStats) -> str:
+    from zg_load.hdr import Histogram
+
+    merged = Histogram()
+    for (_, _, outcome), hist in stats.latency.items():
+        if outcome == "ok":
+            merged.merge(hist)
+    p99 = merged.percentile(99.0)
+    return "n/a" if p99 is None else f"{p99 / 1000:8.1f} ms"
+
+
+@cli.command()
+@click.argument(
+    "scenario_files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
+)
+def validate(scenario_files: tuple[Path, ...]) -> None:
+    """Check scenario files without running them.
+
+    \b
+    Example:
+      zg-load validate scenarios/*.toml
+    """
+    bad = 0
+    for path in scenario_files:
+        try:
+            text = path.read_text(encoding="utf-8")
+            sc = parse_scenario(text, source=str(path))
+        except OSError as exc:
+            click.echo(f"zg-load: cannot read scenario {path}: {exc.strerror or exc}", err=True)
+            bad += 1
+            continue
+        except ScenarioError as exc:
+            click.echo(f"zg-load: {exc}", err=True)
+            bad += 1
+            continue
+        planned = sum(expected_count(s.arrival) for p in sc.phases for s in p.streams)
+        click.echo(
+            f"ok: {path}: {sc.name}, {len(sc.phases)} phases, {sc.duration_s:g} s, {planned:,} requests planned"
+        )
+    sys.exit(2 if bad else 0)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def report(run_dir: Path, fmt: str) -> None:
+    """Print the report of a run directory (works on results from another machine).
+
+    \b
+    Example:
+      zg-load report results/high_priority_storm-20261203-101500
+    """
+    try:
+        summary = read_summary(run_dir)
+    except (OSError, orjson.JSONDecodeError) as exc:
+        fail(f"cannot read {run_dir}/summary.json: {exc}")
+    if fmt == "json":
+        click.echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
+    else:
+        click.echo(render_text(summary), nl=False)
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

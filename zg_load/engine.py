@@ -1,0 +1,270 @@
+"""The open-loop engine: sends each planned request at its intended time, never waiting
+for answers, and records what the caller of the service experienced.
+
+Guarantees:
+- latency is measured from the request's intended start, service time from the
+  actual send, and schedule lag (send - intended) for every send;
+- every request whose intended time has passed when the engine wakes is sent on that
+  wake-up (or queued behind the in-flight bound), not one per wake-up;
+- every intended request is accounted exactly once: not sent (still queued at the
+  stop), completed with one outcome, or still in flight at the stop;
+- an interrupted run keeps what it measured and says it is partial.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+import anyio
+import anyio.abc
+
+from zg_load.client import AIOpsClient, Answer
+from zg_load.clock import Clock
+from zg_load.outcome import Outcome
+from zg_load.plan import Planned
+from zg_load.analysis import IntervalView, view_interval
+from zg_load.recorder import IntervalStats, Recorder
+from zg_load.result import RunResult, Tally
+
+NS_PER_S = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    duration_ns: int
+    interval_ns: int = NS_PER_S
+    timeout_s: float = 5.0
+    max_in_flight: int = 4096
+    drain_s: float = 2.0
+    health_probe_interval_s: float | None = 1.0
+    phases: int = 1
+
+
+@dataclass
+class _State:
+    tally: Tally = field(default_factory=Tally)
+    backlog: deque[Planned] = field(default_factory=deque)
+    refusals: Counter[tuple[str, int, str]] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    probes_total: int = 0
+    probes_ok: int = 0
+    first_send_ns: int | None = None
+    last_done_ns: int | None = None
+    schedule_over: bool = False
+
+
+async def call(client: AIOpsClient, req: Planned) -> Answer:
+    """Issue one planned request through the client."""
+    if req.op == "approval":
+        return await client.request_approval(req.task, req.cost_usd, req.priority, req.agent)
+    raise ValueError(f"unknown operation {req.op!r}")
+
+
+class Engine:
+    """Runs one plan against one client. Create one per run."""
+
+    def __init__(
+        self,
+        client: AIOpsClient,
+        clock: Clock,
+        recorder: Recorder,
+        config: EngineConfig,
+        on_interval: Callable[[IntervalStats], None] | None = None,
+    ) -> None:
+        self._client = client
+        self._clock = clock
+        self._rec = recorder
+        self._cfg = config
+        self._on_interval = on_interval
+        self._st = _State()
+        self._keys: dict[tuple[str, int, str], int] = {}
+        self._intervals: list[IntervalView] = []
+        self._phase_intended = [0] * config.phases
+        self._phase_sent = [0] * config.phases
+        self._t0 = 0
+        self._stop_reason = "completed"
+        self._sched_scope = anyio.CancelScope()
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._nxt: Planned | None = None
+
+    @property
+    def start_epoch_s(self) -> float:
+        return self._clock.epoch_s(self._t0)
+
+    @property
+    def in_flight(self) -> int:
+        return self._st.tally.in_flight
+
+    def stop(self, reason: str = "interrupted") -> None:
+        """Stop sending now (e.g. on Ctrl-C); what was measured is kept."""
+        if self._stop_reason == "completed":
+            self._stop_reason = reason
+        self._sched_scope.cancel()
+
+    async def run(self, planned: Iterable[Planned]) -> RunResult:
+        it = iter(planned)
+        self._t0 = self._clock.now_ns()
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            probe_scope = anyio.CancelScope()
+            if self._cfg.health_probe_interval_s:
+                tg.start_soon(self._probe_loop, probe_scope)
+            with self._sched_scope:
+                await self._schedule(it)
+            probe_scope.cancel()
+            stop_ns = self._now()
+            self._st.schedule_over = True
+            self._count_due(it, stop_ns)  # due but never pulled: intended, not sent
+            if self._stop_reason == "completed":
+                await self._drain()
+            tg.cancel_scope.cancel()
+        return self._result()
+
+    def _now(self) -> int:
+        return self._clock.now_ns() - self._t0
+
+    def _count_due(self, it: Iterator[Planned], stop_ns: int) -> None:
+        """Count requests that fell due before the stop but were never pulled."""
+        last_ns = min(stop_ns, self._cfg.duration_ns - 1)
+        nxt = self._nxt
+        while nxt is not None and nxt.intended_ns <= last_ns:
+            self._st.tally.intended += 1
+            self._phase_intended[nxt.phase] += 1
+            nxt = next(it, None)
+        self._nxt = nxt
+
+    def _pull_due(self, it: Iterator[Planned], now_ns: int) -> None:
+        last_ns = min(now_ns, self._cfg.duration_ns - 1)
+        st, nxt = self._st, self._nxt
+        while nxt is not None and nxt.intended_ns <= last_ns:
+            st.tally.intended += 1
+            self._phase_intended[nxt.phase] += 1
+            st.backlog.append(nxt)
+            nxt = next(it, None)
+        self._nxt = nxt
+
+    async def _schedule(self, it: Iterator[Planned]) -> None:
+        cfg = self._cfg
+        self._nxt = next(it, None)
+        while True:
+            now = self._now()
+            self._pull_due(it, now)
+            self._dispatch()
+            self._close(now)
+            if now >= cfg.duration_ns:
+                return
+            boundary = (now // cfg.interval_ns + 1) * cfg.interval_ns
+            wake = min(boundary, cfg.duration_ns)
+            if self._nxt is not None:
+                wake = min(wake, self._nxt.intended_ns)
+            await self._clock.sleep_until(self._t0 + wake)
+
+    def _dispatch(self) -> None:
+        st = self._st
+        assert self._tg is not None
+        while st.backlog and st.tally.in_flight < self._cfg.max_in_flight:
+            req = st.backlog.popleft()
+            # count the send now so in_flight is exact before the task starts
+            st.tally.sent += 1
+            self._phase_sent[req.phase] += 1
+            self._tg.start_soon(self._one, req)
+
+    async def _one(self, req: Planned) -> None:
+        st, clock = self._st, self._clock
+        sent_abs = clock.now_ns()
+        sent_ns = sent_abs - self._t0
+        if st.first_send_ns is None:
+            st.first_send_ns = sent_ns
+        self._rec.record_lag(sent_ns, max(0, sent_ns - req.intended_ns) // 1000)
+        answer = await self._answer(req)
+        done_abs = clock.now_ns()
+        self._complete(req, answer, sent_abs, done_abs)
+        if st.backlog and not st.schedule_over:
+            self._dispatch()
+
+    async def _answer(self, req: Planned) -> Answer:
+        with anyio.move_on_after(self._cfg.timeout_s) as scope:
+            try:
+                return await call(self._client, req)
+            except Exception as exc:  # an adapter's bug is an error, not a crash
+                self._st.errors[type(exc).__name__] += 1
+                return Answer(Outcome.ERROR, 0, type(exc).__name__, str(exc))
+        assert scope.cancelled_caught
+        return Answer(Outcome.TIMEOUT, 0, "timeout")
+
+    def _complete(self, req: Planned, answer: Answer, sent_abs: int, done_abs: int) -> None:
+        st = self._st
+        outcome = answer.outcome
+        setattr(st.tally, outcome.value, getattr(st.tally, outcome.value) + 1)
+        if st.schedule_over:
+            st.tally.drained += 1
+        if outcome is Outcome.REFUSED and answer.reason:
+            st.refusals[(req.op, req.priority, answer.reason)] += 1
+        elif outcome is not Outcome.OK and answer.reason:
+            st.errors[f"{outcome.value}: {answer.reason}"] += 1
+        done_ns = done_abs - self._t0
+        st.last_done_ns = done_ns
+        key = self._key(req.op, req.priority, outcome.value)
+        latency_us = (done_ns - req.intended_ns) // 1000
+        self._rec.record(key, done_ns, latency_us, (done_abs - sent_abs) // 1000)
+
+    def _key(self, op: str, priority: int, outcome: str) -> int:
+        k = (op, priority, outcome)
+        kid = self._keys.get(k)
+        if kid is None:
+            kid = self._keys[k] = self._rec.key(op, priority, outcome)
+        return kid
+
+    def _close(self, now_ns: int) -> None:
+        self._keep(self._rec.close_until(now_ns))
+
+    def _keep(self, closed: list[IntervalStats]) -> None:
+        # Full histograms go to the callback (interval log); the run keeps a digest.
+        for stats in closed:
+            self._intervals.append(view_interval(stats))
+            if self._on_interval is not None:
+                self._on_interval(stats)
+
+    async def _drain(self) -> None:
+        deadline = self._clock.now_ns() + round(self._cfg.drain_s * NS_PER_S)
+        while self._st.tally.in_flight > 0 and self._clock.now_ns() < deadline:
+            self._close(self._now())
+            step = min(deadline, self._clock.now_ns() + self._cfg.interval_ns // 20)
+            await self._clock.sleep_until(step)
+
+    async def _probe_loop(self, scope: anyio.CancelScope) -> None:
+        interval_ns = round((self._cfg.health_probe_interval_s or 1.0) * NS_PER_S)
+        timeout_s = min(1.0, interval_ns / NS_PER_S)
+        next_ns = self._t0
+        with scope:
+            while next_ns - self._t0 < self._cfg.duration_ns:
+                await self._clock.sleep_until(next_ns)
+                self._st.probes_total += 1
+                with anyio.move_on_after(timeout_s):
+                    if (await self._client.health()).ok:
+                        self._st.probes_ok += 1
+                next_ns += interval_ns
+
+    def _result(self) -> RunResult:
+        st = self._st
+        end_ns = self._now()
+        self._keep(self._rec.close_all(end_ns))
+        return RunResult(
+            tally=st.tally,
+            recorder=self._rec,
+            intervals=self._intervals,
+            phase_intended=self._phase_intended,
+            phase_sent=self._phase_sent,
+            refusals=st.refusals,
+            errors=st.errors,
+            probes_total=st.probes_total,
+            probes_ok=st.probes_ok,
+            start_epoch_s=self._clock.epoch_s(self._t0),
+            end_ns=end_ns,
+            first_send_ns=st.first_send_ns,
+            last_done_ns=st.last_done_ns,
+            partial=self._stop_reason != "completed",
+            stop_reason=self._stop_reason,
+        )

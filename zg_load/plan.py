@@ -1,0 +1,96 @@
+"""The plan of a run: every request the scenario intends, in intended-start order.
+
+Pure: a scenario in, an iterator of ``Planned`` requests out. Each stream of each
+phase yields its arrival offsets (from ``schedule``), shifted by the phase start, and
+draws its operation, priority, cost and agent from its mix with a seeded RNG, so the
+same scenario always plans the same requests. Worker ``i`` of ``N`` plans exactly its
+share of the one global plan.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import accumulate
+
+from zg_load.scenario import OpSpec, Scenario
+from zg_load.schedule import merge_streams, starts, with_offset
+
+NS_PER_S = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """One intended request. ``intended_ns`` is the offset from the start of the run."""
+
+    intended_ns: int
+    phase: int
+    op: str
+    priority: int
+    cost_usd: float
+    task: str
+    agent: str
+
+
+class _MixSampler:
+    """Draws (op spec, priority, cost, agent) from a mix with one seeded RNG."""
+
+    def __init__(self, ops: tuple[OpSpec, ...], rng: random.Random) -> None:
+        self._ops = ops
+        self._op_cum = list(accumulate(op.weight for op in ops))
+        self._prio = [
+            (
+                [p for p, _ in op.priority_weights],
+                list(accumulate(w for _, w in op.priority_weights)),
+            )
+            for op in ops
+        ]
+        self._rng = rng
+
+    def draw(self, intended_ns: int, phase: int) -> Planned:
+        rng = self._rng
+        i = rng.choices(range(len(self._ops)), cum_weights=self._op_cum)[0]
+        op = self._ops[i]
+        prios, cum = self._prio[i]
+        priority = rng.choices(prios, cum_weights=cum)[0]
+        lo, hi = op.cost_usd
+        cost = round(lo if lo == hi else rng.uniform(lo, hi), 6)
+        agent = op.agents[0] if len(op.agents) == 1 else rng.choice(op.agents)
+        return Planned(intended_ns, phase, op.op, priority, cost, op.task, agent)
+
+
+def phase_starts_ns(scenario: Scenario) -> list[int]:
+    """Start offset (ns) of each phase."""
+    out, t = [], 0
+    for phase in scenario.phases:
+        out.append(t)
+        t += round(phase.duration_s * NS_PER_S)
+    return out
+
+
+def _stream(scenario: Scenario, phase_index: int, stream_index: int) -> Iterator[Planned]:
+    phase = scenario.phases[phase_index]
+    stream = phase.streams[stream_index]
+    seed = (scenario.seed * 1_000_003 + phase_index) * 1_009 + stream_index
+    sampler = _MixSampler(scenario.mixes[stream.mix], random.Random(seed))
+    offset = phase_starts_ns(scenario)[phase_index]
+    for t in with_offset(starts(stream.arrival), offset):
+        yield sampler.draw(t, phase_index)
+
+
+def plan(scenario: Scenario, worker: int = 0, workers: int = 1) -> Iterator[Planned]:
+    """Every request of the run (or of one worker's share) in intended-start order."""
+    streams = [
+        _stream(scenario, i, j)
+        for i, phase in enumerate(scenario.phases)
+        for j in range(len(phase.streams))
+    ]
+    merged = merge_streams(streams, key=lambda r: r.intended_ns)
+    if workers == 1:
+        yield from merged
+        return
+    # Index-based selection: the union of all workers' shares is the global plan.
+    for k, req in enumerate(merged):
+        if k % workers == worker:
+            yield req

@@ -1,0 +1,205 @@
+"""Render a run summary as plain text, the way a performance engineer reads it.
+
+Pure: a summary dict in, a string out. Empty values print as "n/a", never 0. The
+layout: header, accounting (with the identity), phases (intended vs achieved),
+latency per priority (corrected from the intended start, and service time), refusals
+per priority, storm figures, generator health, checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+PCTS = ("p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms")
+PCT_TITLES = ("p50", "p90", "p99", "p99.9", "max")
+
+
+def fmt(value: Any, digits: int = 2, suffix: str = "") -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}{suffix}"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}{suffix}"
+    return str(value)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], indent: int = 2) -> list[str]:
+    """Left-align the first column, right-align the others."""
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [str(cells[0]).ljust(widths[0])]
+        parts += [str(c).rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
+        return " " * indent + "  ".join(parts).rstrip()
+
+    return [line(headers), *(line(r) for r in rows)]
+
+
+def _accounting(acc: Mapping[str, Any]) -> list[str]:
+    ok = "holds" if acc["identity_holds"] else "BROKEN"
+    return [
+        "Accounting (every intended request exactly once)",
+        f"  intended {fmt(acc['intended'])} = sent {fmt(acc['sent'])} + not sent {fmt(acc['not_sent'])}",
+        f"  sent {fmt(acc['sent'])} = ok {fmt(acc['ok'])} + refused {fmt(acc['refused'])} + error "
+        f"{fmt(acc['error'])} + timeout {fmt(acc['timeout'])} + transport {fmt(acc['transport'])}"
+        f" + in flight at stop {fmt(acc['in_flight'])}",
+        f"  identity {ok}; completed during drain: {fmt(acc['drained'])}",
+    ]
+
+
+def _phases(phases: Sequence[Mapping[str, Any]]) -> list[str]:
+    rows = [
+        [
+            p["name"],
+            p["role"],
+            fmt(p["duration_s"], 1, "s"),
+            fmt(p["intended"]),
+            fmt(p["sent"]),
+            fmt(p["intended_rate_per_s"], 1, "/s"),
+            fmt(p["achieved_rate_per_s"], 1, "/s"),
+        ]
+        for p in phases
+    ]
+    heads = ["phase", "role", "length", "intended", "sent", "intended rate", "achieved rate"]
+    return ["Phases", *table(heads, rows)]
+
+
+def _latency(latency: Mapping[str, Any]) -> list[str]:
+    out = [
+        "Latency of admitted requests (ms): corrected = from intended start; service = from send"
+    ]
+    for op, prios in latency.items():
+        rows = []
+        for prio in sorted(prios, key=int, reverse=True):
+            ok = prios[prio].get("ok")
+            if ok is None:
+                rows.append([f"{op} p{prio}", "0", *(["n/a"] * 5), *(["n/a"] * 2)])
+                continue
+            c, s = ok["corrected"], ok["service"]
+            rows.append(
+                [
+                    f"{op} p{prio}",
+                    fmt(c["count"]),
+                    *(fmt(c[k]) for k in PCTS),
+                    fmt(s["p50_ms"]),
+                    fmt(s["p99_ms"]),
+                ]
+            )
+        out += table(["operation", "count", *PCT_TITLES, "svc p50", "svc p99"], rows)
+    return out
+
+
+def _refusals(by_priority: Mapping[str, Any]) -> list[str]:
+    out = ["Refusals by priority (designed answers)"]
+    for op, prios in by_priority.items():
+        rows = [
+            [
+                f"{op} p{prio}",
+                fmt(r["requests"]),
+                fmt(r.get("overloaded", 0)),
+                fmt(r.get("budget_exceeded", 0)),
+                fmt(r.get("rate_limited", 0)),
+                fmt(None if r["refusal_rate"] is None else 100 * r["refusal_rate"], 1, "%"),
+                fmt(r["error"] + r["timeout"] + r["transport"]),
+            ]
+            for prio, r in sorted(prios.items(), key=lambda kv: int(kv[0]), reverse=True)
+        ]
+        out += table(
+            ["operation", "requests", "overloaded", "budget", "rate limit", "refused", "failed"],
+            rows,
+        )
+    return out
+
+
+def _storm(s: Mapping[str, Any]) -> list[str]:
+    d = s["priority_adherence_detail"]
+    out = [
+        "Storm",
+        f"  priority adherence   {fmt(s['priority_adherence'], 3)}"
+        f"  ({d['held']} of {d['comparisons']} comparisons held, request-weighted)",
+    ]
+    rec = s.get("recovery")
+    if rec is not None:
+        never = " (never recovered within the run)" if rec["recovery_time_s"] is None else ""
+        out += [
+            f"  recovery time        {fmt(rec['recovery_time_s'], 1, ' s')}{never}",
+            f"  baseline             p99 {fmt(rec['baseline_p99_ms'], 2, ' ms')}, refused "
+            f"{fmt(_pct(rec['baseline_refusal_rate']), 1, '%')}",
+            f"  storm                p99 {fmt(rec['storm_p99_ms'], 2, ' ms')}, refused "
+            f"{fmt(_pct(rec['storm_refusal_rate']), 1, '%')}",
+        ]
+    st = s["stability"]
+    out.append(f"  health probes        {st['answered']} of {st['probes']} answered in time")
+    out.append(
+        f"  completion rate      {fmt(_pct(s['completion_rate']), 2, '%')} answered (ok or refused)"
+    )
+    tp = s["throughput"]
+    out.append(
+        f"  throughput           {fmt(tp['completed_per_s'], 1, '/s')} "
+        f"({fmt(tp['completed'])} completed in {fmt(tp['window_s'], 2, ' s')})"
+    )
+    return out
+
+
+def _pct(x: float | None) -> float | None:
+    return None if x is None else 100.0 * x
+
+
+def _generator(g: Mapping[str, Any]) -> list[str]:
+    lag = g["lag"]
+    line = (
+        f"  schedule lag p50 {fmt(lag['p50_ms'], 3, ' ms')}, p99 {fmt(lag['p99_ms'], 3, ' ms')}, "
+        f"max {fmt(lag['max_ms'], 3, ' ms')}; sent/intended {fmt(g['achieved_ratio'], 4)}"
+    )
+    out = ["Generator", line]
+    if g["behind"]:
+        out.append(
+            "  WARNING: the generator fell behind its schedule (lag p99 over "
+            f"{fmt(g['lag_limit_ms'], 1, ' ms')} or sent/intended under 0.99); "
+            "latencies still count from the intended start, but the offered load was lower"
+        )
+    return out
+
+
+def _checks(checks: Sequence[Mapping[str, Any]]) -> list[str]:
+    out = ["Checks"]
+    for c in checks:
+        mark = {True: "PASS", False: "FAIL", None: "n/a "}[c["passed"]]
+        out.append(f"  {mark}  {c['name']}  ({c['note']})")
+    return out
+
+
+def render_text(summary: Mapping[str, Any]) -> str:
+    """The run report as text."""
+    sc = summary["scenario"]
+    head = f"zg-load {summary['zg_load_version']}: {sc['name']} against {summary['target']['url']}"
+    if summary["target"]["embedded"]:
+        head += " (embedded reference service)"
+    lines = [head, f"started {summary['started_at']}"]
+    if summary["partial"]:
+        lines.append(
+            f"PARTIAL RUN: stopped early ({summary['stop_reason']}); figures cover what ran"
+        )
+    sections = [
+        _accounting(summary["accounting"]),
+        _phases(summary["phases"]),
+        _latency(summary["latency"]),
+        _refusals(summary["by_priority"]),
+        _storm(summary),
+        _generator(summary["generator"]),
+    ]
+    if summary.get("errors"):
+        sections.append(
+            ["Errors (most common)", *(f"  {n:>6}  {k}" for k, n in summary["errors"].items())]
+        )
+    if "checks" in summary:
+        sections.append(_checks(summary["checks"]))
+        verdict = "all checks passed" if summary["passed"] else "CHECKS FAILED"
+        sections.append([f"Result: {verdict}"])
+    for sec in sections:
+        lines += ["", *sec]
+    return "\n".join(lines) + "\n"

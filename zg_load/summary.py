@@ -1,0 +1,263 @@
+"""The run summary: every figure the report shows, as one JSON-ready dict.
+
+Pure: a run result and its scenario in, a dict out. Latencies are milliseconds with
+microsecond resolution; an empty histogram gives null, never 0. The accounting
+identity is computed and stated, not assumed. Named metrics for checks come from
+the summary alone (``metrics``), so checks can be re-evaluated from artifacts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from zg_load import __version__
+from zg_load.analysis import baseline_of, priority_adherence, recovery_time
+from zg_load.checks import Check, CheckResult, evaluate
+from zg_load.outcome import REFUSAL_REASONS, Outcome
+from zg_load.plan import phase_starts_ns
+from zg_load.result import RunResult
+from zg_load.scenario import Scenario
+
+NS_PER_S = 1_000_000_000
+OUTCOMES = tuple(o.value for o in Outcome)
+
+
+def _ms(us: float | None) -> float | None:
+    return None if us is None else round(us / 1000.0, 3)
+
+
+def accounting(result: RunResult) -> dict[str, Any]:
+    t = result.tally
+    sent_parts = t.ok + t.refused + t.error + t.timeout + t.transport + t.in_flight
+    return {
+        "intended": t.intended,
+        "sent": t.sent,
+        "not_sent": t.not_sent,
+        "ok": t.ok,
+        "refused": t.refused,
+        "error": t.error,
+        "timeout": t.timeout,
+        "transport": t.transport,
+        "in_flight": t.in_flight,
+        "drained": t.drained,
+        "identity_holds": t.intended == t.sent + t.not_sent and t.sent == sent_parts,
+    }
+
+
+def _phases(result: RunResult, scenario: Scenario) -> list[dict[str, Any]]:
+    out = []
+    for i, (phase, start_ns) in enumerate(
+        zip(scenario.phases, phase_starts_ns(scenario), strict=True)
+    ):
+        d = phase.duration_s
+        out.append(
+            {
+                "name": phase.name,
+                "role": phase.role,
+                "start_s": start_ns / NS_PER_S,
+                "duration_s": d,
+                "intended": result.phase_intended[i],
+                "sent": result.phase_sent[i],
+                "intended_rate_per_s": round(result.phase_intended[i] / d, 3) if d else None,
+                "achieved_rate_per_s": round(result.phase_sent[i] / d, 3) if d else None,
+            }
+        )
+    return out
+
+
+def _latency(result: RunResult) -> dict[str, dict[str, dict[str, Any]]]:
+    """latency[op][priority][outcome] = {corrected: digest, service: digest}."""
+    rec = result.recorder
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for key in sorted(rec.keys()):
+        op, priority, outcome = key
+        if rec.latency(key).count == 0:
+            continue
+        out.setdefault(op, {}).setdefault(str(priority), {})[outcome] = {
+            "corrected": rec.latency(key).digest().to_json(),
+            "service": rec.service(key).digest().to_json(),
+        }
+    return out
+
+
+def _by_priority(result: RunResult) -> dict[str, dict[str, dict[str, Any]]]:
+    """Refusals and request counts per op and priority, with the refusal rate."""
+    counts = result.recorder.counts()
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for (op, priority, outcome), n in counts.items():
+        row = out.setdefault(op, {}).setdefault(
+            str(priority),
+            {"requests": 0, **{o: 0 for o in OUTCOMES}, **{r: 0 for r in REFUSAL_REASONS}},
+        )
+        row["requests"] += n
+        row[outcome] += n
+    for (op, priority, reason), n in result.refusals.items():
+        out.setdefault(op, {}).setdefault(str(priority), {})[reason] = n
+    for rows in out.values():
+        for row in rows.values():
+            row["refusal_rate"] = (
+                round(row["refused"] / row["requests"], 6) if row["requests"] else None
+            )
+    return out
+
+
+def _throughput(result: RunResult) -> dict[str, Any]:
+    t = result.tally
+    if result.first_send_ns is None or result.last_done_ns is None:
+        return {"completed": t.completed, "window_s": None, "completed_per_s": None}
+    window_s = max(0, result.last_done_ns - result.first_send_ns) / NS_PER_S
+    rate = round(t.completed / window_s, 3) if window_s > 0 else None
+    return {"completed": t.completed, "window_s": round(window_s, 6), "completed_per_s": rate}
+
+
+def _generator(result: RunResult, lag_limit_ms: float) -> dict[str, Any]:
+    lag = result.recorder.lag().digest()
+    t = result.tally
+    ratio = round(t.sent / t.intended, 6) if t.intended else None
+    lag_p99 = _ms(lag.p99_us)
+    behind = (lag_p99 is not None and lag_p99 > lag_limit_ms) or (
+        ratio is not None and ratio < 0.99
+    )
+    return {
+        "lag": lag.to_json(),
+        "lag_p99_ms": lag_p99,
+        "lag_limit_ms": lag_limit_ms,
+        "achieved_ratio": ratio,
+        "behind": behind,
+    }
+
+
+def _recovery(result: RunResult, scenario: Scenario) -> dict[str, Any] | None:
+    roles = {p.role: i for i, p in enumerate(scenario.phases)}
+    if "storm" not in roles or "baseline" not in roles:
+        return None
+    starts = phase_starts_ns(scenario)
+    spans = [
+        (s, s + round(p.duration_s * NS_PER_S))
+        for s, p in zip(starts, scenario.phases, strict=True)
+    ]
+    a = scenario.analysis
+    rec = recovery_time(
+        result.intervals,
+        spans[roles["baseline"]],
+        spans[roles["storm"]][1],
+        p99_tolerance=a.recovery_p99_tolerance,
+        p99_tolerance_ms=a.recovery_p99_tolerance_ms,
+        refusal_tolerance=a.recovery_refusal_tolerance,
+        stable_intervals=a.recovery_stable_intervals,
+    )
+    storm_p99, storm_rate = baseline_of(result.intervals, *spans[roles["storm"]])
+    return {
+        "recovery_time_s": rec.time_s,
+        "storm_end_s": rec.storm_end_s,
+        "baseline_p99_ms": _ms(rec.baseline_p99_us),
+        "baseline_refusal_rate": rec.baseline_refusal_rate,
+        "storm_p99_ms": _ms(storm_p99),
+        "storm_refusal_rate": storm_rate,
+        "recovered_p99_limit_ms": _ms(rec.limit_p99_us),
+    }
+
+
+def build_summary(
+    result: RunResult, scenario: Scenario, *, target: str, embedded: bool, started_at: str
+) -> dict[str, Any]:
+    """Everything about the run except the checks (added by ``with_checks``)."""
+    a = scenario.analysis
+    adherence = priority_adherence(
+        result.intervals, a.adherence_tolerance, a.adherence_tolerance_ms
+    )
+    t = result.tally
+    answered = t.ok + t.refused
+    rec = _recovery(result, scenario)
+    return {
+        "zg_load_version": __version__,
+        "scenario": {"name": scenario.name, "source": scenario.source, "seed": scenario.seed},
+        "target": {"url": target, "embedded": embedded},
+        "started_at": started_at,
+        "start_epoch_s": result.start_epoch_s,
+        "interval_s": scenario.interval_s,
+        "partial": result.partial,
+        "stop_reason": result.stop_reason,
+        "accounting": accounting(result),
+        "phases": _phases(result, scenario),
+        "throughput": _throughput(result),
+        "latency": _latency(result),
+        "by_priority": _by_priority(result),
+        "priority_adherence": adherence.value,
+        "priority_adherence_detail": {
+            "comparisons": adherence.comparisons,
+            "held": adherence.held,
+            "weight": adherence.weight,
+            "weight_held": adherence.weight_held,
+        },
+        "recovery": rec,
+        "recovery_time_s": rec["recovery_time_s"] if rec else None,
+        "completion_rate": round(answered / t.sent, 6) if t.sent else None,
+        "stability": {
+            "probes": result.probes_total,
+            "answered": result.probes_ok,
+            "ratio": round(result.probes_ok / result.probes_total, 6)
+            if result.probes_total
+            else None,
+        },
+        "generator": _generator(result, a.lag_p99_limit_ms),
+        "errors": dict(result.errors.most_common(10)),
+    }
+
+
+def metrics(summary: Mapping[str, Any]) -> dict[str, float | None]:
+    """Named metrics for checks, derived from the summary alone."""
+    m: dict[str, float | None] = {
+        "priority_adherence": summary["priority_adherence"],
+        "completion_rate": summary["completion_rate"],
+        "stability": summary["stability"]["ratio"],
+        "generator.lag_p99_ms": summary["generator"]["lag_p99_ms"],
+        "generator.achieved_ratio": summary["generator"]["achieved_ratio"],
+        "throughput_per_s": summary["throughput"]["completed_per_s"],
+    }
+    if summary.get("recovery") is not None:
+        m["recovery_time_s"] = summary["recovery_time_s"]
+    acc = summary["accounting"]
+    m["refusal_rate"] = acc["refused"] / acc["sent"] if acc["sent"] else None
+    for op, prios in summary["latency"].items():
+        for prio, outcomes in prios.items():
+            for outcome, kinds in outcomes.items():
+                labels = {"op": op, "priority": prio}
+                if outcome != "ok":
+                    labels["outcome"] = outcome
+                for kind, prefix in (("corrected", "latency"), ("service", "service")):
+                    for stat in ("p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms"):
+                        m[metric_name(f"{prefix}.{stat}", labels)] = kinds[kind][stat]
+    for op, prios in summary["by_priority"].items():
+        for prio, row in prios.items():
+            m[metric_name("refusal_rate", {"op": op, "priority": prio})] = row["refusal_rate"]
+    return m
+
+
+def metric_name(metric: str, labels: Mapping[str, str]) -> str:
+    """Canonical metric name: labels sorted by name, as checks write them."""
+    inner = ",".join(f"{k}={labels[k]}" for k in sorted(labels))
+    return f"{metric}{{{inner}}}"
+
+
+def with_checks(summary: dict[str, Any], checks: tuple[Check, ...]) -> list[CheckResult]:
+    """Evaluate the checks against the summary and store them in it; returns the results."""
+    results = evaluate(checks, metrics(summary))
+    summary["checks"] = [
+        {
+            "name": r.check.text,
+            "metric": r.check.metric,
+            "comparator": r.check.comparator,
+            "threshold": r.check.threshold,
+            "value": r.value,
+            "passed": r.passed,
+            "default": r.check.default,
+            "note": r.note,
+        }
+        for r in results
+    ]
+    summary["passed"] = (
+        all(r.passed is not False for r in results) and summary["accounting"]["identity_holds"]
+    )
+    return results
