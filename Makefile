@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-HDR_JAR := /usr/share/java/HdrHistogram.jar
+HDR_JAR := /usr/share/java/hdrhistogram.jar
 
 .PHONY: run test lint typecheck pytest java-deps clean
 

@@ -22,6 +22,7 @@ never happens within the run. Intervals without traffic neither count nor break 
 from __future__ import annotations
 
 import statistics
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -183,3 +184,20 @@ def recovery_time(
                 storm_end_s,
             )
     return Recovery(None, base_p99, base_rate, limit, storm_end_s)
+
+
+class PhaseAccumulator:
+    """Merges each closed interval's histograms into the phase it started in.
+
+    Intervals after the last phase (the drain) belong to the last phase: their
+    requests were intended in it.
+    """
+
+    def __init__(self, phase_ends_ns: Sequence[int]) -> None:
+        self._ends = list(phase_ends_ns)
+        self.latency: list[dict[Key, Histogram]] = [{} for _ in self._ends]
+
+    def add(self, stats: IntervalStats) -> None:
+        i = min(bisect_right(self._ends, stats.start_ns), len(self._ends) - 1)
+        for key, hist in stats.latency.items():
+            self.latency[i].setdefault(key, Histogram()).merge(hist)

@@ -39,6 +39,7 @@ from zg_load.schedule import expected_count
 from zg_load.summary import build_summary, with_checks
 
 NS_PER_S = 1_000_000_000
+WARM_CONNECTIONS = 256
 
 
 class TargetError(Exception):
@@ -165,6 +166,14 @@ async def _preflight(client: HttpClient, url: str) -> None:
     raise TargetError(f"target {url} did not answer GET /health within 5 s")
 
 
+async def _warm(client: HttpClient, connections: int) -> None:
+    """Open the connection pool before the clock starts, as wrk does, so a storm's
+    first second measures the service, not our TCP handshakes."""
+    async with anyio.create_task_group() as tg:
+        for _ in range(connections):
+            tg.start_soon(client.health)
+
+
 async def _setup(client: HttpClient, target: TargetSetup) -> None:
     if target.budget_usd is None:
         return
@@ -184,6 +193,7 @@ async def _run(
     try:
         await _preflight(client, url)
         await _setup(client, scenario.target)
+        await _warm(client, min(scenario.max_in_flight, WARM_CONNECTIONS))
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
         result = await _storm(scenario, client, run_dir, quiet)
     finally:
@@ -205,7 +215,7 @@ async def _storm(scenario: Scenario, client: HttpClient, run_dir: Path, quiet: b
         max_in_flight=scenario.max_in_flight,
         drain_s=scenario.drain_s,
         health_probe_interval_s=scenario.analysis.health_probe_interval_s,
-        phases=len(scenario.phases),
+        phase_ends_ns=tuple(round(end * NS_PER_S) for _, end in scenario.phase_bounds()),
     )
     writer: list[HlogWriter] = []
     progress = Progress(scenario, quiet)
@@ -255,9 +265,14 @@ class Progress:
         length_s = (stats.end_ns - stats.start_ns) / NS_PER_S or 1.0
         click.echo(
             f"[{t_s:6.1f}s] {phase.name if phase else '-':<10} done {done / length_s:8.1f}/s"
-            f"  refused {refused:6d}  failed {failed:4d}  p99 ok {p99}  in flight {engine.in_flight}",
+            f"  refused {refused:6d}  failed {failed:4d}  p99 ok {p99}  in flight {engine.in_flight:5d}"
+            f"  lag p99 {_ms(stats.lag.percentile(99.0))}",
             err=True,
         )
+
+
+def _ms(us: int | None) -> str:
+    return "n/a" if us is None else f"{us / 1000:.1f} ms"
 
 
 def _p99_ok(stats: IntervalStats) -> str:

@@ -24,7 +24,7 @@ from zg_load.client import AIOpsClient, Answer
 from zg_load.clock import Clock
 from zg_load.outcome import Outcome
 from zg_load.plan import Planned
-from zg_load.analysis import IntervalView, view_interval
+from zg_load.analysis import IntervalView, PhaseAccumulator, view_interval
 from zg_load.recorder import IntervalStats, Recorder
 from zg_load.result import RunResult, Tally
 
@@ -39,7 +39,11 @@ class EngineConfig:
     max_in_flight: int = 4096
     drain_s: float = 2.0
     health_probe_interval_s: float | None = 1.0
-    phases: int = 1
+    phase_ends_ns: tuple[int, ...] = ()
+
+    @property
+    def phases(self) -> int:
+        return max(1, len(self.phase_ends_ns))
 
 
 @dataclass
@@ -81,6 +85,7 @@ class Engine:
         self._st = _State()
         self._keys: dict[tuple[str, int, str], int] = {}
         self._intervals: list[IntervalView] = []
+        self._by_phase = PhaseAccumulator(config.phase_ends_ns or (config.duration_ns,))
         self._phase_intended = [0] * config.phases
         self._phase_sent = [0] * config.phases
         self._t0 = 0
@@ -224,6 +229,7 @@ class Engine:
         # Full histograms go to the callback (interval log); the run keeps a digest.
         for stats in closed:
             self._intervals.append(view_interval(stats))
+            self._by_phase.add(stats)
             if self._on_interval is not None:
                 self._on_interval(stats)
 
@@ -255,6 +261,7 @@ class Engine:
             tally=st.tally,
             recorder=self._rec,
             intervals=self._intervals,
+            phase_latency=self._by_phase.latency,
             phase_intended=self._phase_intended,
             phase_sent=self._phase_sent,
             refusals=st.refusals,

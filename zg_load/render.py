@@ -68,6 +68,26 @@ def _phases(phases: Sequence[Mapping[str, Any]]) -> list[str]:
     return ["Phases", *table(heads, rows)]
 
 
+def _by_phase(phases: Sequence[Mapping[str, Any]]) -> list[str]:
+    ops = sorted({op for p in phases for op in p["by_priority"]})
+    out = ["By phase: refused / p99 of admitted, per priority (requests that completed in the phase)"]
+    for op in ops:
+        prios = sorted({int(k) for p in phases for k in p["by_priority"].get(op, {})}, reverse=True)
+        rows = []
+        for p in phases:
+            cells = []
+            for prio in prios:
+                r = p["by_priority"].get(op, {}).get(str(prio))
+                if r is None:
+                    cells.append("-")
+                    continue
+                rate = fmt(_pct(r["refusal_rate"]), 1, "%")
+                cells.append(f"{rate} / {fmt(r['p99_ms'], 1, ' ms')}")
+            rows.append([p["name"], *cells])
+        out += table([op, *(f"p{q}" for q in prios)], rows)
+    return out
+
+
 def _latency(latency: Mapping[str, Any]) -> list[str]:
     out = [
         "Latency of admitted requests (ms): corrected = from intended start; service = from send"
@@ -187,6 +207,7 @@ def render_text(summary: Mapping[str, Any]) -> str:
     sections = [
         _accounting(summary["accounting"]),
         _phases(summary["phases"]),
+        _by_phase(summary["phases"]),
         _latency(summary["latency"]),
         _refusals(summary["by_priority"]),
         _storm(summary),

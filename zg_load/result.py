@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from zg_load.analysis import IntervalView
+from zg_load.hdr import Histogram
 from zg_load.recorder import Recorder
 
 
@@ -43,6 +44,7 @@ class RunResult:
     tally: Tally
     recorder: Recorder
     intervals: list[IntervalView]
+    phase_latency: list[dict[tuple[str, int, str], Histogram]]
     phase_intended: list[int]
     phase_sent: list[int]
     refusals: Counter[tuple[str, int, str]]

@@ -14,6 +14,7 @@ from typing import Any
 from zg_load import __version__
 from zg_load.analysis import baseline_of, priority_adherence, recovery_time
 from zg_load.checks import Check, CheckResult, evaluate
+from zg_load.hdr import Histogram
 from zg_load.outcome import REFUSAL_REASONS, Outcome
 from zg_load.plan import phase_starts_ns
 from zg_load.result import RunResult
@@ -61,8 +62,26 @@ def _phases(result: RunResult, scenario: Scenario) -> list[dict[str, Any]]:
                 "sent": result.phase_sent[i],
                 "intended_rate_per_s": round(result.phase_intended[i] / d, 3) if d else None,
                 "achieved_rate_per_s": round(result.phase_sent[i] / d, 3) if d else None,
+                "by_priority": _phase_priorities(result.phase_latency[i]),
             }
         )
+    return out
+
+
+def _phase_priorities(hists: Mapping[tuple[str, int, str], Histogram]) -> dict[str, dict[str, Any]]:
+    """Per op and priority, for requests that completed in a phase: counts, refusal rate, p99."""
+    out: dict[str, dict[str, Any]] = {}
+    for (op, priority, outcome), hist in sorted(hists.items()):
+        row = out.setdefault(op, {}).setdefault(
+            str(priority), {"requests": 0, "ok": 0, "refused": 0, "failed": 0, "p50_ms": None, "p99_ms": None}
+        )
+        row["requests"] += hist.count
+        row[outcome if outcome in ("ok", "refused") else "failed"] += hist.count
+        if outcome == "ok":
+            row["p50_ms"], row["p99_ms"] = _ms(hist.percentile(50.0)), _ms(hist.percentile(99.0))
+    for rows in out.values():
+        for row in rows.values():
+            row["refusal_rate"] = round(row["refused"] / row["requests"], 6) if row["requests"] else None
     return out
 
 
