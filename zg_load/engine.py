@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -86,6 +87,9 @@ class Engine:
         self._keys: dict[tuple[str, int, str], int] = {}
         self._intervals: list[IntervalView] = []
         self._by_phase = PhaseAccumulator(config.phase_ends_ns or (config.duration_ns,))
+        self._intended_at: Counter[int] = Counter()  # per interval index
+        self._sent_at: Counter[int] = Counter()
+        self._status: list[tuple[float, Any]] = []
         self._phase_intended = [0] * config.phases
         self._phase_sent = [0] * config.phases
         self._t0 = 0
@@ -93,6 +97,7 @@ class Engine:
         self._sched_scope = anyio.CancelScope()
         self._tg: anyio.abc.TaskGroup | None = None
         self._nxt: Planned | None = None
+        self._sent_at_now = 0
 
     @property
     def start_epoch_s(self) -> float:
@@ -137,6 +142,7 @@ class Engine:
         while nxt is not None and nxt.intended_ns <= last_ns:
             self._st.tally.intended += 1
             self._phase_intended[nxt.phase] += 1
+            self._intended_at[nxt.intended_ns // self._cfg.interval_ns] += 1
             nxt = next(it, None)
         self._nxt = nxt
 
@@ -146,6 +152,7 @@ class Engine:
         while nxt is not None and nxt.intended_ns <= last_ns:
             st.tally.intended += 1
             self._phase_intended[nxt.phase] += 1
+            self._intended_at[nxt.intended_ns // self._cfg.interval_ns] += 1
             st.backlog.append(nxt)
             nxt = next(it, None)
         self._nxt = nxt
@@ -169,11 +176,14 @@ class Engine:
     def _dispatch(self) -> None:
         st = self._st
         assert self._tg is not None
+        if st.backlog:
+            self._sent_at_now = self._now() // self._cfg.interval_ns
         while st.backlog and st.tally.in_flight < self._cfg.max_in_flight:
             req = st.backlog.popleft()
             # count the send now so in_flight is exact before the task starts
             st.tally.sent += 1
             self._phase_sent[req.phase] += 1
+            self._sent_at[self._sent_at_now] += 1
             self._tg.start_soon(self._one, req)
 
     async def _one(self, req: Planned) -> None:
@@ -251,7 +261,15 @@ class Engine:
                 with anyio.move_on_after(timeout_s):
                     if (await self._client.health()).ok:
                         self._st.probes_ok += 1
+                await self._sample_status(timeout_s)
                 next_ns += interval_ns
+
+    async def _sample_status(self, timeout_s: float) -> None:
+        """The service's own view (budget, queue, models) for the timeline; optional."""
+        with anyio.move_on_after(timeout_s):
+            answer = await self._client.get_system_status()
+            if answer.ok and isinstance(answer.body, dict):
+                self._status.append((self._now() / NS_PER_S, answer.body))
 
     def _result(self) -> RunResult:
         st = self._st
@@ -262,6 +280,9 @@ class Engine:
             recorder=self._rec,
             intervals=self._intervals,
             phase_latency=self._by_phase.latency,
+            intended_at=dict(self._intended_at),
+            sent_at=dict(self._sent_at),
+            status=self._status,
             phase_intended=self._phase_intended,
             phase_sent=self._phase_sent,
             refusals=st.refusals,

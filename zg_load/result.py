@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 from zg_load.analysis import IntervalView
 from zg_load.hdr import Histogram
@@ -45,6 +46,9 @@ class RunResult:
     recorder: Recorder
     intervals: list[IntervalView]
     phase_latency: list[dict[tuple[str, int, str], Histogram]]
+    intended_at: dict[int, int]  # interval index -> requests that fell due in it
+    sent_at: dict[int, int]  # interval index -> requests sent in it
+    status: list[tuple[float, Any]]  # (offset s, GET /v1/status body) samples
     phase_intended: list[int]
     phase_sent: list[int]
     refusals: Counter[tuple[str, int, str]]

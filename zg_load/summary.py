@@ -130,6 +130,43 @@ def _throughput(result: RunResult) -> dict[str, Any]:
     return {"completed": t.completed, "window_s": round(window_s, 6), "completed_per_s": rate}
 
 
+def _timeline(result: RunResult) -> dict[str, Any]:
+    """Per interval: intended, sent and completed counts, p99 of admitted, lag p99;
+    plus the service's status samples (budget, queue, models) over time."""
+    rows = []
+    for v in result.intervals:
+        i = v.index
+        failed = sum(n for (_, _, o), n in v.counts.items() if o in ("error", "timeout", "transport"))
+        rows.append(
+            {
+                "start_s": v.start_ns / NS_PER_S,
+                "end_s": v.end_ns / NS_PER_S,
+                "intended": result.intended_at.get(i, 0),
+                "sent": result.sent_at.get(i, 0),
+                "completed": v.total(),
+                "refused": v.refused(),
+                "failed": failed,
+                "p99_ms": _ms(v.p99_ok_all_us),
+                "lag_p99_ms": _ms(v.lag_p99_us),
+            }
+        )
+    status = [{"t_s": round(t, 3), **_status_fields(body)} for t, body in result.status]
+    return {"intervals": rows, "status": status}
+
+
+def _status_fields(body: Mapping[str, Any]) -> dict[str, Any]:
+    budget = body.get("budget") if isinstance(body.get("budget"), dict) else {}
+    models = body.get("models") if isinstance(body.get("models"), list) else []
+    return {
+        "spent_usd": budget.get("spent_usd"),
+        "reserved_usd": budget.get("reserved_usd"),
+        "max_usd": budget.get("max_usd"),
+        "queue_depth": body.get("queue_depth"),
+        "inflight": body.get("inflight"),
+        "models": [m for m in models if isinstance(m, dict)],
+    }
+
+
 def _generator(result: RunResult, lag_limit_ms: float) -> dict[str, Any]:
     lag = result.recorder.lag().digest()
     t = result.tally
@@ -222,6 +259,7 @@ def build_summary(
         },
         "generator": _generator(result, a.lag_p99_limit_ms),
         "errors": dict(result.errors.most_common(10)),
+        "timeline": _timeline(result),
     }
 
 
