@@ -56,7 +56,9 @@ def iv(
         ),
     ],
 )
-def test_priority_adherence(views: list[IntervalView], expected: float | None, comparisons: int, held: int) -> None:
+def test_priority_adherence(
+    views: list[IntervalView], expected: float | None, comparisons: int, held: int
+) -> None:
     a = priority_adherence(views, tolerance=0.10, tolerance_ms=1.0)
     assert a.value == (None if expected is None else pytest.approx(expected))
     assert (a.comparisons, a.held) == (comparisons, held)
@@ -92,7 +94,17 @@ def storm_views(after: list[tuple[float, int, int]]) -> list[IntervalView]:
         ([(10.0, 97, 3)] * 3, None),
         ([(10.0, 98, 2)] * 3, 0.0),
         # a good streak broken before it reaches 3 intervals starts over
-        ([(10.0, 100, 0), (10.0, 100, 0), (90.0, 100, 0), (10.0, 100, 0), (10.0, 100, 0), (10.0, 100, 0)], 3.0),
+        (
+            [
+                (10.0, 100, 0),
+                (10.0, 100, 0),
+                (90.0, 100, 0),
+                (10.0, 100, 0),
+                (10.0, 100, 0),
+                (10.0, 100, 0),
+            ],
+            3.0,
+        ),
         # never within the run
         ([(500.0, 100, 0)] * 5, None),
         ([], None),

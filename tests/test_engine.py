@@ -24,7 +24,9 @@ def planned(rate_per_s: float, duration_s: float, priority: int = 3) -> Iterator
         yield Planned(t, 0, "approval", priority, 0.01, "t", "a")
 
 
-async def run(client_kw: dict[str, object], cfg: EngineConfig, reqs: Iterator[Planned]) -> RunResult:
+async def run(
+    client_kw: dict[str, object], cfg: EngineConfig, reqs: Iterator[Planned]
+) -> RunResult:
     clock = ManualClock()
     with clock.installed():
         client = ScriptedClient(clock, **client_kw)  # type: ignore[arg-type]
@@ -48,7 +50,12 @@ async def test_stall_is_seen_in_full_from_the_intended_start() -> None:
     cfg = EngineConfig(duration_ns=10 * S, health_probe_interval_s=None)
     r = await run({"service_time_s": 0.001, "stalls": [(4.0, 6.0)]}, cfg, planned(1000, 10))
     identity(r)
-    assert (r.tally.intended, r.tally.sent, r.tally.ok, r.tally.in_flight) == (10000, 10000, 10000, 0)
+    assert (r.tally.intended, r.tally.sent, r.tally.ok, r.tally.in_flight) == (
+        10000,
+        10000,
+        10000,
+        0,
+    )
     lat = r.recorder.latency(("approval", 3, "ok"))
     # 8000 requests take 1 ms; the 2000 intended during the stall finish at 6.001 s,
     # so their latencies are 2001, 2000, ..., 2 ms.
@@ -79,11 +86,20 @@ async def test_bounded_in_flight_keeps_service_time_small_but_not_latency() -> N
 
 async def test_overloaded_run_reports_its_shortfall() -> None:
     # 100 in flight, each taking 1 s: only 200 of the 2000 intended can be sent in 2 s.
-    cfg = EngineConfig(duration_ns=2 * S, max_in_flight=100, drain_s=2.0, health_probe_interval_s=None)
+    cfg = EngineConfig(
+        duration_ns=2 * S, max_in_flight=100, drain_s=2.0, health_probe_interval_s=None
+    )
     r = await run({"service_time_s": 1.0}, cfg, planned(1000, 2))
     identity(r)
     t = r.tally
-    assert (t.intended, t.sent, t.not_sent, t.ok, t.in_flight, t.drained) == (2000, 200, 1800, 200, 0, 100)
+    assert (t.intended, t.sent, t.not_sent, t.ok, t.in_flight, t.drained) == (
+        2000,
+        200,
+        1800,
+        200,
+        0,
+        100,
+    )
     assert r.phase_intended == [2000] and r.phase_sent == [200]
 
 
@@ -115,7 +131,10 @@ async def test_refusals_are_counted_by_priority_and_reason() -> None:
     r = await run({"refuse": lambda p, _t: refuse.get(p)}, cfg, iter(reqs))
     identity(r)
     assert (r.tally.ok, r.tally.refused) == (60, 40)
-    assert dict(r.refusals) == {("approval", 1, "overloaded"): 20, ("approval", 2, "budget_exceeded"): 20}
+    assert dict(r.refusals) == {
+        ("approval", 1, "overloaded"): 20,
+        ("approval", 2, "budget_exceeded"): 20,
+    }
 
 
 async def test_stop_keeps_what_was_measured_and_marks_the_run_partial() -> None:

@@ -32,11 +32,12 @@ def default_run_dir(scenario_name: str, root: Path = Path("results")) -> Path:
     return path
 
 
-def prepare_run_dir(path: Path) -> Path:
-    """Create the run directory; refuse one that already holds a summary."""
+def check_run_dir(path: Path) -> Path:
+    """Refuse a run directory that already holds a run or is not a directory (nothing is created)."""
     if (path / "summary.json").exists():
         raise FileExistsError(f"{path} already holds a run (summary.json); choose another --out")
-    path.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"--out {path} exists and is not a directory")
     return path
 
 

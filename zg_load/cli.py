@@ -20,8 +20,8 @@ import orjson
 from zg_load import __version__
 from zg_load.artifacts import (
     HlogWriter,
+    check_run_dir,
     default_run_dir,
-    prepare_run_dir,
     read_summary,
     write_summary,
     write_whole,
@@ -40,10 +40,11 @@ from zg_load.summary import build_summary, with_checks
 
 NS_PER_S = 1_000_000_000
 WARM_CONNECTIONS = 256
+PREFLIGHT_TIMEOUT_S = 5.0
 
 
-class TargetError(Exception):
-    """The target cannot be used (unreachable, refused the setup)."""
+class SetupError(Exception):
+    """The run cannot start: the target is unreachable or refused the setup, or the run directory cannot be made."""
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -123,7 +124,7 @@ def run(
     scenario = load_scenario(scenario_file)
     url = check_url(target) if target else None
     try:
-        run_dir = prepare_run_dir(out or default_run_dir(scenario.name))
+        run_dir = check_run_dir(out or default_run_dir(scenario.name))
     except (FileExistsError, OSError) as exc:
         fail(str(exc))
     service: EmbeddedService | None = None
@@ -144,7 +145,7 @@ def run(
             quiet,
             backend_options=run_backend_options(),
         )
-    except TargetError as exc:
+    except SetupError as exc:
         fail(str(exc))
     finally:
         if service is not None:
@@ -157,13 +158,15 @@ def run(
 
 
 async def _preflight(client: HttpClient, url: str) -> None:
-    with anyio.move_on_after(5.0):
+    with anyio.move_on_after(PREFLIGHT_TIMEOUT_S):
         answer = await client.health()
         if answer.ok:
             return
-        detail = answer.reason or f"HTTP {answer.status}"
-        raise TargetError(f"target {url} is not healthy: GET /health answered {detail}")
-    raise TargetError(f"target {url} did not answer GET /health within 5 s")
+        if answer.status == 0:
+            detail = answer.body if isinstance(answer.body, str) else answer.reason
+            raise SetupError(f"cannot reach target {url}: {detail}")
+        raise SetupError(f"target {url} is not healthy: GET /health answered HTTP {answer.status}")
+    raise SetupError(f"target {url} did not answer GET /health within {PREFLIGHT_TIMEOUT_S:g} s")
 
 
 async def _warm(client: HttpClient, connections: int) -> None:
@@ -179,7 +182,7 @@ async def _setup(client: HttpClient, target: TargetSetup) -> None:
         return
     answer = await client.set_budget_limit(target.budget_usd, target.soft_budget_usd, target.window)
     if not answer.ok:
-        raise TargetError(
+        raise SetupError(
             f"target refused the budget setup (PUT /v1/budget): {answer.reason or answer.status}"
         )
 
@@ -194,6 +197,12 @@ async def _run(
         await _preflight(client, url)
         await _setup(client, scenario.target)
         await _warm(client, min(scenario.max_in_flight, WARM_CONNECTIONS))
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (once, before the clock starts)
+        except OSError as exc:
+            raise SetupError(
+                f"cannot create run directory {run_dir}: {exc.strerror or exc}"
+            ) from exc
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
         result = await _storm(scenario, client, run_dir, quiet)
     finally:
@@ -337,6 +346,25 @@ def report(run_dir: Path, fmt: str) -> None:
         click.echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
     else:
         click.echo(render_text(summary), nl=False)
+
+
+@cli.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def serve(args: tuple[str, ...]) -> None:
+    """Serve the reference AI Ops service (127.0.0.1 by default) until Ctrl-C.
+
+    \b
+    Examples:
+      zg-load serve --port 8080
+      zg-load serve --port 8080 --workers 8 --service-time-ms 2 --db ledger.sqlite3
+      zg-load serve --help        (every option)
+    """
+    from zg_load.aiops.__main__ import main as serve_main
+
+    serve_main(list(args))
 
 
 def main() -> None:

@@ -21,11 +21,11 @@ from typing import Any
 import anyio
 import anyio.abc
 
+from zg_load.analysis import IntervalView, PhaseAccumulator, view_interval
 from zg_load.client import AIOpsClient, Answer
 from zg_load.clock import Clock
 from zg_load.outcome import Outcome
 from zg_load.plan import Planned
-from zg_load.analysis import IntervalView, PhaseAccumulator, view_interval
 from zg_load.recorder import IntervalStats, Recorder
 from zg_load.result import RunResult, Tally
 

@@ -70,7 +70,9 @@ def _phases(phases: Sequence[Mapping[str, Any]]) -> list[str]:
 
 def _by_phase(phases: Sequence[Mapping[str, Any]]) -> list[str]:
     ops = sorted({op for p in phases for op in p["by_priority"]})
-    out = ["By phase: refused / p99 of admitted, per priority (requests that completed in the phase)"]
+    out = [
+        "By phase: refused / p99 of admitted, per priority (requests that completed in the phase)"
+    ]
     for op in ops:
         prios = sorted({int(k) for p in phases for k in p["by_priority"].get(op, {})}, reverse=True)
         rows = []
@@ -220,6 +222,10 @@ def render_text(summary: Mapping[str, Any]) -> str:
     if "checks" in summary:
         sections.append(_checks(summary["checks"]))
         verdict = "all checks passed" if summary["passed"] else "CHECKS FAILED"
+        if summary["partial"]:
+            verdict = "PARTIAL RUN (counts as failed)"
+        elif not summary["accounting"]["identity_holds"]:
+            verdict = "ACCOUNTING BROKEN (counts as failed)"
         sections.append([f"Result: {verdict}"])
     for sec in sections:
         lines += ["", *sec]

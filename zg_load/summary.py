@@ -73,7 +73,8 @@ def _phase_priorities(hists: Mapping[tuple[str, int, str], Histogram]) -> dict[s
     out: dict[str, dict[str, Any]] = {}
     for (op, priority, outcome), hist in sorted(hists.items()):
         row = out.setdefault(op, {}).setdefault(
-            str(priority), {"requests": 0, "ok": 0, "refused": 0, "failed": 0, "p50_ms": None, "p99_ms": None}
+            str(priority),
+            {"requests": 0, "ok": 0, "refused": 0, "failed": 0, "p50_ms": None, "p99_ms": None},
         )
         row["requests"] += hist.count
         row[outcome if outcome in ("ok", "refused") else "failed"] += hist.count
@@ -81,7 +82,9 @@ def _phase_priorities(hists: Mapping[tuple[str, int, str], Histogram]) -> dict[s
             row["p50_ms"], row["p99_ms"] = _ms(hist.percentile(50.0)), _ms(hist.percentile(99.0))
     for rows in out.values():
         for row in rows.values():
-            row["refusal_rate"] = round(row["refused"] / row["requests"], 6) if row["requests"] else None
+            row["refusal_rate"] = (
+                round(row["refused"] / row["requests"], 6) if row["requests"] else None
+            )
     return out
 
 
@@ -136,7 +139,9 @@ def _timeline(result: RunResult) -> dict[str, Any]:
     rows = []
     for v in result.intervals:
         i = v.index
-        failed = sum(n for (_, _, o), n in v.counts.items() if o in ("error", "timeout", "transport"))
+        failed = sum(
+            n for (_, _, o), n in v.counts.items() if o in ("error", "timeout", "transport")
+        )
         rows.append(
             {
                 "start_s": v.start_ns / NS_PER_S,
@@ -155,8 +160,9 @@ def _timeline(result: RunResult) -> dict[str, Any]:
 
 
 def _status_fields(body: Mapping[str, Any]) -> dict[str, Any]:
-    budget = body.get("budget") if isinstance(body.get("budget"), dict) else {}
-    models = body.get("models") if isinstance(body.get("models"), list) else []
+    raw_budget, raw_models = body.get("budget"), body.get("models")
+    budget: Mapping[str, Any] = raw_budget if isinstance(raw_budget, dict) else {}
+    models: list[Any] = raw_models if isinstance(raw_models, list) else []
     return {
         "spent_usd": budget.get("spent_usd"),
         "reserved_usd": budget.get("reserved_usd"),
@@ -315,6 +321,8 @@ def with_checks(summary: dict[str, Any], checks: tuple[Check, ...]) -> list[Chec
         for r in results
     ]
     summary["passed"] = (
-        all(r.passed is not False for r in results) and summary["accounting"]["identity_holds"]
+        all(r.passed is not False for r in results)
+        and summary["accounting"]["identity_holds"]
+        and not summary["partial"]
     )
     return results

@@ -1,0 +1,130 @@
+"""The CLI in-process: exit codes, one-line errors, run directories, re-rendering."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from zg_load.cli import cli
+from zg_load.hlog import parse_log
+
+SMOKE = Path(__file__).parent.parent / "scenarios" / "smoke.toml"
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_smoke_run_writes_a_complete_run_directory(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    code, stdout, _ = invoke("run", str(SMOKE), "--out", str(out), "-q")
+    assert code == 0, stdout
+    summary = orjson.loads((out / "summary.json").read_bytes())
+    acc = summary["accounting"]
+    assert acc["identity_holds"] is True
+    assert acc["intended"] == acc["sent"] == acc["ok"] == 100  # 2 s at 50/s
+    assert (acc["not_sent"], acc["in_flight"], acc["error"], acc["timeout"]) == (0, 0, 0, 0)
+    assert summary["passed"] is True and summary["partial"] is False
+    # the interval log holds every completed request exactly once
+    entries = parse_log((out / "latency.hlog").read_text())
+    assert sum(e.hist.count for e in entries) == acc["ok"] + acc["refused"]
+    assert (out / "report.txt").read_text() in stdout
+    assert "identity holds" in stdout
+
+
+def test_report_rerenders_from_the_run_directory(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    invoke("run", str(SMOKE), "--out", str(out), "-q")
+    code, stdout, _ = invoke("report", str(out))
+    assert code == 0
+    assert stdout == (out / "report.txt").read_text()
+    code, stdout, _ = invoke("report", str(out), "--format", "json")
+    assert orjson.loads(stdout)["accounting"]["ok"] == 100
+
+
+def test_out_directory_that_holds_a_run_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "summary.json").write_text("{}")
+    code, _, stderr = invoke("run", str(SMOKE), "--out", str(tmp_path))
+    assert code == 2
+    assert stderr.strip().count("\n") == 0 and "already holds a run" in stderr
+
+
+def test_dead_target_fails_fast_with_one_line_and_creates_nothing(tmp_path: Path) -> None:
+    port = closed_port()
+    out = tmp_path / "run"
+    code, stdout, stderr = invoke(
+        "run", str(SMOKE), "--target", f"http://127.0.0.1:{port}", "--out", str(out)
+    )
+    assert code == 2
+    assert stderr.startswith(f"zg-load: cannot reach target http://127.0.0.1:{port}")
+    assert stderr.strip().count("\n") == 0 and "Traceback" not in stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("127.0.0.1:8080", "bad --target '127.0.0.1:8080'"),
+        ("ftp://127.0.0.1", "bad --target 'ftp://127.0.0.1'"),
+    ],
+)
+def test_bad_target_url(target: str, message: str) -> None:
+    code, _, stderr = invoke("run", str(SMOKE), "--target", target)
+    assert code == 2 and message in stderr
+
+
+BAD_RATE = """\
+name = "bad"
+[[mixes.m]]
+op = "approval"
+priority = 3
+cost_usd = 0.01
+task = "t"
+
+[[phases]]
+name = "p"
+duration = "2s"
+[[phases.streams]]
+rate = "10/1x"
+mix = "m"
+"""
+
+
+def test_bad_scenario_names_the_field_and_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(BAD_RATE)
+    for command in ("run", "validate"):
+        code, _, stderr = invoke(command, str(path))
+        assert code == 2
+        assert stderr.startswith(f"zg-load: {path}:12: phases[0].streams[0].rate: bad rate '10/1x'")
+        assert stderr.strip().count("\n") == 0
+
+
+def test_missing_scenario_file(tmp_path: Path) -> None:
+    code, _, stderr = invoke("run", str(tmp_path / "nope.toml"))
+    assert code == 2 and "cannot read scenario" in stderr and "No such file" in stderr
+
+
+def test_validate_reports_planned_requests() -> None:
+    code, stdout, _ = invoke("validate", str(SMOKE))
+    assert code == 0
+    assert "100 requests planned" in stdout
+
+
+def test_help_has_examples() -> None:
+    for command in ("run", "validate", "report"):
+        code, stdout, _ = invoke(command, "--help")
+        assert code == 0 and "Example" in stdout
