@@ -29,8 +29,8 @@ java-deps:
 	fi
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check zg_load tests benchmarks
-	$(BIN)/ruff format --check zg_load tests benchmarks
+	$(BIN)/ruff check zg_load tests $(wildcard benchmarks/*.py)
+	$(BIN)/ruff format --check zg_load tests $(wildcard benchmarks/*.py)
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy

@@ -162,3 +162,25 @@ async def test_health_probes_are_counted() -> None:
     # probes at 0,1,2,3,4 s; the one at 2 s waits until 3.5 s (> 1 s timeout), the one
     # at 3 s until 3.501 s (0.501 s, in time).
     assert (r.probes_total, r.probes_ok) == (5, 4)
+
+
+async def test_closed_loop_users_wait_for_answers_and_think() -> None:
+    import random
+
+    from zg_load.plan import ClosedStream, _MixSampler
+    from zg_load.scenario import OpSpec
+    from zg_load.schedule import ClosedLoop
+
+    op = OpSpec("approval", 1.0, ((2, 1.0),), (0.01, 0.01), "t", ("a",))
+    # 2 users, 10 ms service, 40 ms think, for 1 s: each user starts every 50 ms -> 20 each.
+    stream = ClosedStream(0, 0, ClosedLoop(2, 0.040, 1.0), _MixSampler((op,), random.Random(0)))
+    clock = ManualClock()
+    cfg = EngineConfig(duration_ns=1 * S, health_probe_interval_s=None)
+    with clock.installed():
+        engine = Engine(ScriptedClient(clock, service_time_s=0.010), clock, Recorder(S), cfg)
+        with anyio.fail_after(60):
+            r = await engine.run(iter(()), [stream])
+    identity(r)
+    assert (r.tally.intended, r.tally.sent, r.tally.ok) == (40, 40, 40)
+    lat = r.recorder.latency(("approval", 2, "ok"))
+    assert lat.min_us == lat.max_us == 10 * MS_US

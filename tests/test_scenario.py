@@ -19,7 +19,7 @@ from zg_load.scenario import (
     TargetSetup,
     parse_scenario,
 )
-from zg_load.schedule import Constant, Poisson, Ramp
+from zg_load.schedule import ClosedLoop, Constant, Poisson, Ramp
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 
@@ -373,7 +373,7 @@ CHECK_GRAMMAR = "expected METRIC{label=value,...} OP NUMBER with OP one of < <= 
         (
             43,
             'arrival = "burst"',
-            "unit.toml:43: phases[1].streams[1].arrival: must be one of constant, poisson, ramp",
+            "unit.toml:43: phases[1].streams[1].arrival: must be one of constant, poisson, ramp, closed",
         ),
         (45, "", "unit.toml:43: phases[1].streams[1].arrival: a ramp needs to_rate, its end rate"),
         (
@@ -509,3 +509,44 @@ def test_scenario_module_is_pure() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("stream", "expected"),
+    [
+        ('{ arrival = "closed", users = 3, think = "250ms", mix = "m" }', ClosedLoop(3, 0.25, 1.0)),
+        ('{ arrival = "closed", users = 1, mix = "m" }', ClosedLoop(1, 0.0, 1.0)),
+    ],
+)
+def test_closed_loop_streams(stream: str, expected: ClosedLoop) -> None:
+    text = MINIMAL.replace('{ rate = "1/s", mix = "m" }', stream)
+    assert parse_scenario(text, "c.toml").phases[0].streams[0].arrival == expected
+
+
+@pytest.mark.parametrize(
+    ("stream", "error"),
+    [
+        (
+            '{ arrival = "closed", mix = "m" }',
+            "c.toml:10: phases[0].streams[0].users: a closed arrival needs users >= 1",
+        ),
+        (
+            '{ arrival = "closed", users = 2, rate = "1/s", mix = "m" }',
+            "c.toml:10: phases[0].streams[0].rate: a closed arrival has users and think, not a rate",
+        ),
+        (
+            '{ arrival = "closed", users = 2, think = "soon", mix = "m" }',
+            "c.toml:10: phases[0].streams[0].think: bad duration 'soon'",
+        ),
+        (
+            '{ rate = "1/s", users = 2, mix = "m" }',
+            "c.toml:10: phases[0].streams[0].users: only a closed arrival",
+        ),
+        ('{ mix = "m" }', "c.toml:10: phases[0].streams[0].rate: required field is missing"),
+    ],
+)
+def test_closed_loop_errors(stream: str, error: str) -> None:
+    text = MINIMAL.replace('{ rate = "1/s", mix = "m" }', stream)
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(text, "c.toml")
+    assert str(info.value).startswith(error)

@@ -30,12 +30,12 @@ from zg_load.client import HttpClient
 from zg_load.clock import RealClock
 from zg_load.embedded import EmbeddedError, EmbeddedService, start_embedded
 from zg_load.engine import Engine, EngineConfig
-from zg_load.plan import plan
+from zg_load.plan import closed_streams, plan
 from zg_load.recorder import IntervalStats, Recorder
 from zg_load.render import render_text
 from zg_load.result import RunResult
 from zg_load.scenario import Scenario, ScenarioError, TargetSetup, parse_scenario
-from zg_load.schedule import expected_count
+from zg_load.schedule import ClosedLoop, expected_count
 from zg_load.summary import build_summary, with_checks
 
 NS_PER_S = 1_000_000_000
@@ -239,7 +239,7 @@ async def _storm(scenario: Scenario, client: HttpClient, run_dir: Path, quiet: b
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_watch_signals, engine)
-            result = await engine.run(plan(scenario))
+            result = await engine.run(plan(scenario), closed_streams(scenario))
             tg.cancel_scope.cancel()
     finally:
         for w in writer:
@@ -319,9 +319,13 @@ def validate(scenario_files: tuple[Path, ...]) -> None:
             click.echo(f"zg-load: {exc}", err=True)
             bad += 1
             continue
-        planned = sum(expected_count(s.arrival) for p in sc.phases for s in p.streams)
+        streams = [s.arrival for p in sc.phases for s in p.streams]
+        planned = sum(expected_count(a) for a in streams if not isinstance(a, ClosedLoop))
+        users = sum(a.users for a in streams if isinstance(a, ClosedLoop))
+        extra = f" + {users} closed-loop users" if users else ""
         click.echo(
-            f"ok: {path}: {sc.name}, {len(sc.phases)} phases, {sc.duration_s:g} s, {planned:,} requests planned"
+            f"ok: {path}: {sc.name}, {len(sc.phases)} phases, {sc.duration_s:g} s, "
+            f"{planned:,} requests planned{extra}"
         )
     sys.exit(2 if bad else 0)
 

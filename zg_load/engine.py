@@ -14,7 +14,7 @@ Guarantees:
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,9 +25,10 @@ from zg_load.analysis import IntervalView, PhaseAccumulator, view_interval
 from zg_load.client import AIOpsClient, Answer
 from zg_load.clock import Clock
 from zg_load.outcome import Outcome
-from zg_load.plan import Planned
+from zg_load.plan import ClosedStream, Planned
 from zg_load.recorder import IntervalStats, Recorder
 from zg_load.result import RunResult, Tally
+from zg_load.schedule import closed_next
 
 NS_PER_S = 1_000_000_000
 
@@ -113,7 +114,10 @@ class Engine:
             self._stop_reason = reason
         self._sched_scope.cancel()
 
-    async def run(self, planned: Iterable[Planned]) -> RunResult:
+    async def run(
+        self, planned: Iterable[Planned], closed: Sequence[ClosedStream] = ()
+    ) -> RunResult:
+        """Send the open-loop plan and run the closed-loop users; return what was measured."""
         it = iter(planned)
         self._t0 = self._clock.now_ns()
         async with anyio.create_task_group() as tg:
@@ -121,6 +125,9 @@ class Engine:
             probe_scope = anyio.CancelScope()
             if self._cfg.health_probe_interval_s:
                 tg.start_soon(self._probe_loop, probe_scope)
+            for stream in closed:
+                for user in range(stream.closed.users):
+                    tg.start_soon(self._closed_user, stream, user)
             with self._sched_scope:
                 await self._schedule(it)
             probe_scope.cancel()
@@ -185,6 +192,30 @@ class Engine:
             self._phase_sent[req.phase] += 1
             self._sent_at[self._sent_at_now] += 1
             self._tg.start_soon(self._one, req)
+
+    async def _closed_user(self, stream: ClosedStream, user: int) -> None:
+        """One virtual user: send, wait for the answer, think, repeat until the phase ends.
+
+        Its intended start is when it decides to send (after thinking), so its latency
+        includes any lag of the generator but, by design, no queueing of its own.
+        """
+        st = self._st
+        offset_ns: int | None = 0
+        while offset_ns is not None:
+            intended_ns = stream.start_ns + offset_ns
+            await self._clock.sleep_until(self._t0 + intended_ns)
+            if st.schedule_over or self._stop_reason != "completed":
+                return
+            req = stream.draw(intended_ns)
+            index = intended_ns // self._cfg.interval_ns
+            st.tally.intended += 1
+            st.tally.sent += 1
+            self._phase_intended[req.phase] += 1
+            self._phase_sent[req.phase] += 1
+            self._intended_at[index] += 1
+            self._sent_at[self._now() // self._cfg.interval_ns] += 1
+            await self._one(req)
+            offset_ns = closed_next(stream.closed, user, self._now() - stream.start_ns)
 
     async def _one(self, req: Planned) -> None:
         st, clock = self._st, self._clock

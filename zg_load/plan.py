@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 
 from zg_load.scenario import OpSpec, Scenario
-from zg_load.schedule import merge_streams, starts, with_offset
+from zg_load.schedule import ClosedLoop, merge_streams, starts, with_offset
 
 NS_PER_S = 1_000_000_000
 
@@ -69,14 +69,43 @@ def phase_starts_ns(scenario: Scenario) -> list[int]:
     return out
 
 
-def _stream(scenario: Scenario, phase_index: int, stream_index: int) -> Iterator[Planned]:
-    phase = scenario.phases[phase_index]
-    stream = phase.streams[stream_index]
+def _sampler(scenario: Scenario, phase_index: int, stream_index: int) -> _MixSampler:
+    stream = scenario.phases[phase_index].streams[stream_index]
     seed = (scenario.seed * 1_000_003 + phase_index) * 1_009 + stream_index
-    sampler = _MixSampler(scenario.mixes[stream.mix], random.Random(seed))
+    return _MixSampler(scenario.mixes[stream.mix], random.Random(seed))
+
+
+def _stream(scenario: Scenario, phase_index: int, stream_index: int) -> Iterator[Planned]:
+    arrival = scenario.phases[phase_index].streams[stream_index].arrival
+    assert not isinstance(arrival, ClosedLoop)
+    sampler = _sampler(scenario, phase_index, stream_index)
     offset = phase_starts_ns(scenario)[phase_index]
-    for t in with_offset(starts(stream.arrival), offset):
+    for t in with_offset(starts(arrival), offset):
         yield sampler.draw(t, phase_index)
+
+
+@dataclass
+class ClosedStream:
+    """Closed-loop users of one phase: the engine runs them; ``draw`` makes their requests."""
+
+    phase: int
+    start_ns: int
+    closed: ClosedLoop
+    sampler: _MixSampler
+
+    def draw(self, intended_ns: int) -> Planned:
+        return self.sampler.draw(intended_ns, self.phase)
+
+
+def closed_streams(scenario: Scenario) -> list[ClosedStream]:
+    """The scenario's closed-loop streams (virtual users with think time)."""
+    starts_ns = phase_starts_ns(scenario)
+    return [
+        ClosedStream(i, starts_ns[i], s.arrival, _sampler(scenario, i, j))
+        for i, phase in enumerate(scenario.phases)
+        for j, s in enumerate(phase.streams)
+        if isinstance(s.arrival, ClosedLoop)
+    ]
 
 
 def plan(scenario: Scenario, worker: int = 0, workers: int = 1) -> Iterator[Planned]:
@@ -84,7 +113,8 @@ def plan(scenario: Scenario, worker: int = 0, workers: int = 1) -> Iterator[Plan
     streams = [
         _stream(scenario, i, j)
         for i, phase in enumerate(scenario.phases)
-        for j in range(len(phase.streams))
+        for j, s in enumerate(phase.streams)
+        if not isinstance(s.arrival, ClosedLoop)
     ]
     merged = merge_streams(streams, key=lambda r: r.intended_ns)
     if workers == 1:

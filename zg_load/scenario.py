@@ -19,7 +19,7 @@ from typing import Literal, TypeAlias
 import msgspec
 
 from zg_load.checks import DEFAULT_CHECKS, Check, lag_check, parse_check
-from zg_load.schedule import Arrival, Constant, Poisson, Ramp
+from zg_load.schedule import Arrival, ClosedLoop, Constant, Poisson, Ramp
 from zg_load.units import UnitError, parse_duration, parse_rate
 
 __all__ = [
@@ -39,7 +39,7 @@ __all__ = [
 KNOWN_OPERATIONS: tuple[str, ...] = ("approval",)
 Role: TypeAlias = Literal["baseline", "storm", "recovery", "load"]
 _ROLES: dict[str, Role] = {r: r for r in ("baseline", "storm", "recovery", "load")}
-_ARRIVALS = ("constant", "poisson", "ramp")
+_ARRIVALS = ("constant", "poisson", "ramp", "closed")
 _PRIORITIES = range(1, 6)
 Path: TypeAlias = tuple[str | int, ...]
 
@@ -67,7 +67,7 @@ class OpSpec:
 class Stream:
     """An arrival process (sized to its phase) drawing requests from the named mix."""
 
-    arrival: Arrival
+    arrival: Arrival | ClosedLoop
     mix: str
 
 
@@ -192,8 +192,10 @@ class _RawOp(_Raw, kw_only=True):
 
 class _RawStream(_Raw, kw_only=True):
     arrival: str = "constant"
-    rate: str
+    rate: str | None = None
     to_rate: str | None = None
+    users: int | None = None
+    think: str | None = None
     mix: str
 
 
@@ -361,6 +363,13 @@ def _build_stream(
         raise where.error((*path, "mix"), f"no mix named {raw.mix!r}; defined: {defined}")
     if raw.arrival not in _ARRIVALS:
         raise where.error((*path, "arrival"), f"must be one of {', '.join(_ARRIVALS)}")
+    if raw.arrival == "closed":
+        return Stream(_closed(raw, duration_s, path, where), raw.mix)
+    for name in ("users", "think"):
+        if getattr(raw, name) is not None:
+            raise where.error((*path, name), "only a closed arrival (virtual users) has this")
+    if raw.rate is None:
+        raise where.error((*path, "rate"), "required field is missing")
     rate_per_s, end_rate_per_s = _stream_rates(raw, path, where)
     try:
         arrival = _arrival(raw.arrival, rate_per_s, end_rate_per_s, duration_s, stream_seed)
@@ -369,8 +378,25 @@ def _build_stream(
     return Stream(arrival, raw.mix)
 
 
+def _closed(raw: _RawStream, duration_s: float, path: Path, where: _Locator) -> ClosedLoop:
+    """Closed-loop virtual users: `users` of them, each thinking `think` between requests."""
+    for name in ("rate", "to_rate"):
+        if getattr(raw, name) is not None:
+            raise where.error((*path, name), "a closed arrival has users and think, not a rate")
+    if raw.users is None or raw.users < 1:
+        raise where.error((*path, "users"), "a closed arrival needs users >= 1")
+    think_s = 0.0
+    if raw.think is not None:
+        try:
+            think_s = parse_duration(raw.think)
+        except UnitError as exc:
+            raise where.error((*path, "think"), str(exc)) from None
+    return ClosedLoop(raw.users, think_s, duration_s)
+
+
 def _stream_rates(raw: _RawStream, path: Path, where: _Locator) -> tuple[float, float]:
     """(rate, end rate) per second; the end rate is the rate except for a ramp."""
+    assert raw.rate is not None
     if raw.arrival != "ramp" and raw.to_rate is not None:
         raise where.error((*path, "to_rate"), "only a ramp has a to_rate")
     if raw.arrival == "ramp" and raw.to_rate is None:
