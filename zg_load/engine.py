@@ -115,11 +115,22 @@ class Engine:
         self._sched_scope.cancel()
 
     async def run(
-        self, planned: Iterable[Planned], closed: Sequence[ClosedStream] = ()
+        self,
+        planned: Iterable[Planned],
+        closed: Sequence[ClosedStream] = (),
+        start_at_ns: int | None = None,
     ) -> RunResult:
-        """Send the open-loop plan and run the closed-loop users; return what was measured."""
+        """Send the open-loop plan and run the closed-loop users; return what was measured.
+
+        ``start_at_ns`` (clock time) lets several workers share one start instant: the
+        schedule counts from it exactly, so waking late for it shows up as schedule lag.
+        """
         it = iter(planned)
-        self._t0 = self._clock.now_ns()
+        if start_at_ns is None:
+            self._t0 = self._clock.now_ns()
+        else:
+            await self._clock.sleep_until(start_at_ns)
+            self._t0 = start_at_ns
         async with anyio.create_task_group() as tg:
             self._tg = tg
             probe_scope = anyio.CancelScope()
