@@ -139,6 +139,7 @@ def _timeline(result: RunResult) -> dict[str, Any]:
     rows = []
     for v in result.intervals:
         i = v.index
+        length_s = (v.end_ns - v.start_ns) / NS_PER_S
         failed = sum(
             n for (_, _, o), n in v.counts.items() if o in ("error", "timeout", "transport")
         )
@@ -149,6 +150,7 @@ def _timeline(result: RunResult) -> dict[str, Any]:
                 "intended": result.intended_at.get(i, 0),
                 "sent": result.sent_at.get(i, 0),
                 "completed": v.total(),
+                "completed_per_s": round(v.total() / length_s, 3) if length_s > 0 else None,
                 "refused": v.refused(),
                 "failed": failed,
                 "p99_ms": _ms(v.p99_ok_all_us),
