@@ -411,7 +411,7 @@ CHECK_GRAMMAR = "expected METRIC{label=value,...} OP NUMBER with OP one of < <= 
         (
             13,
             'op = "approve"',
-            "unit.toml:13: mixes.mixed[0].op: unknown operation 'approve'; known: approval",
+            "unit.toml:13: mixes.mixed[0].op: unknown operation 'approve'; known: approval, task, agent_task, fallback_task, conflict_check",
         ),
         (20, "weight = 0", "unit.toml:20: mixes.urgent[0].weight: must be finite and > 0, got 0"),
         (

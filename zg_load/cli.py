@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -26,7 +27,7 @@ from zg_load.artifacts import (
     write_summary,
     write_whole,
 )
-from zg_load.client import HttpClient
+from zg_load.client import Answer, HttpClient
 from zg_load.clock import RealClock
 from zg_load.embedded import EmbeddedError, EmbeddedService, start_embedded
 from zg_load.engine import Engine, EngineConfig
@@ -34,7 +35,7 @@ from zg_load.plan import closed_streams, plan
 from zg_load.recorder import IntervalStats, Recorder
 from zg_load.render import render_text
 from zg_load.result import RunResult
-from zg_load.scenario import Scenario, ScenarioError, TargetSetup, parse_scenario
+from zg_load.scenario import Phase, Scenario, ScenarioError, TargetSetup, parse_scenario
 from zg_load.schedule import ClosedLoop, expected_count
 from zg_load.summary import build_summary, with_checks
 
@@ -187,6 +188,38 @@ async def _setup(client: HttpClient, target: TargetSetup) -> None:
         )
 
 
+async def apply_phase_setup(client: HttpClient, phase: Phase) -> list[str]:
+    """Apply a phase's setup to the target; return what the target refused (empty: all applied)."""
+    setup = phase.setup
+    if setup is None:
+        return []
+    steps: list[tuple[str, Awaitable[Answer]]] = []
+    if setup.clear_faults:
+        steps.append(("DELETE /v1/admin/faults", client.clear_faults()))
+    if setup.faults:
+        steps.append(("PUT /v1/admin/faults", client.set_faults(setup.faults)))
+    if setup.budget_usd is not None:
+        steps.append(
+            ("PUT /v1/budget", client.set_budget_limit(setup.budget_usd, setup.soft_budget_usd))
+        )
+    refused = []
+    for what, pending in steps:
+        answer = await pending
+        if not answer.ok:
+            detail = _error_message(answer)
+            refused.append(
+                f"phase {phase.name}: {what} answered {answer.status or answer.reason}: {detail}"
+            )
+    return refused
+
+
+def _error_message(answer: Answer) -> str:
+    body = answer.body
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return str(body["error"].get("message", ""))
+    return str(answer.reason or "")
+
+
 async def _run(
     scenario: Scenario, url: str, token: str | None, embedded: bool, run_dir: Path, quiet: bool
 ) -> dict[str, Any]:
@@ -196,6 +229,9 @@ async def _run(
     try:
         await _preflight(client, url)
         await _setup(client, scenario.target)
+        refused = await apply_phase_setup(client, scenario.phases[0])
+        if refused:
+            raise SetupError(f"target refused the setup of {refused[0]}")
         await _warm(client, min(scenario.max_in_flight, WARM_CONNECTIONS))
         try:
             run_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (once, before the clock starts)
@@ -235,7 +271,15 @@ async def _storm(scenario: Scenario, client: HttpClient, run_dir: Path, quiet: b
         writer[0].write(stats)
         progress.show(stats, engine)
 
-    engine = Engine(client, clock, recorder, config, on_interval)
+    setup_errors: list[str] = []
+
+    async def on_phase(index: int) -> None:
+        refused = await apply_phase_setup(client, scenario.phases[index])
+        for message in refused:
+            click.echo(f"zg-load: target refused the setup of {message}", err=True)
+        setup_errors.extend(refused)
+
+    engine = Engine(client, clock, recorder, config, on_interval, on_phase=on_phase)
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_watch_signals, engine)
@@ -244,6 +288,7 @@ async def _storm(scenario: Scenario, client: HttpClient, run_dir: Path, quiet: b
     finally:
         for w in writer:
             w.close()
+    result.setup_errors.extend(setup_errors)
     return result
 
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
+from urllib.parse import quote
 
 import aiohttp
 import orjson
@@ -57,7 +59,50 @@ class AIOpsClient(Protocol):
 
     async def notifications(self, since: int = 0) -> Answer: ...
 
+    async def execute_task_with_monitoring(
+        self, task: Mapping[str, Any], *, agent_id: str | None = None, **options: Any
+    ) -> Answer: ...
+
+    async def execute_task_for_agent(
+        self, agent_id: str, task: Mapping[str, Any], **options: Any
+    ) -> Answer: ...
+
+    async def execute_task_with_fallback(
+        self, task: Mapping[str, Any], fallbacks: Sequence[str] | None = None, **options: Any
+    ) -> Answer: ...
+
+    async def check_for_conflicts(self, results: Mapping[str, Any]) -> Answer: ...
+
+    async def handle_anomaly(self, alert: Mapping[str, Any]) -> Answer: ...
+
     async def aclose(self) -> None: ...
+
+
+class AdminClient(Protocol):
+    """Admin calls a scenario's setup uses (faults, reset); need the admin token."""
+
+    async def set_faults(self, faults: Mapping[str, Any]) -> Answer: ...
+
+    async def clear_faults(self) -> Answer: ...
+
+    async def reset(self) -> Answer: ...
+
+
+TASK_OPTIONS = ("approval_id", "model", "fallbacks", "timeout_s", "correct")
+
+
+def task_body(
+    task: Mapping[str, Any], agent_id: str | None, options: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The JSON body of POST /v1/tasks; unknown options are a caller's bug."""
+    unknown = set(options) - set(TASK_OPTIONS)
+    if unknown:
+        raise TypeError(f"unknown task options: {', '.join(sorted(unknown))}")
+    body: dict[str, Any] = {"task": dict(task)}
+    if agent_id is not None:
+        body["agent_id"] = agent_id
+    body.update((k, v) for k, v in options.items() if v is not None)
+    return body
 
 
 # Order matters: the first matching class wins (aiohttp's timeout errors are also
@@ -166,8 +211,39 @@ class HttpClient:
     async def notifications(self, since: int = 0) -> Answer:
         return await self._call("GET", f"/v1/notifications?since={since}")
 
+    async def execute_task_with_monitoring(
+        self, task: Mapping[str, Any], *, agent_id: str | None = None, **options: Any
+    ) -> Answer:
+        return await self._call("POST", "/v1/tasks", task_body(task, agent_id, options))
+
+    async def execute_task_for_agent(
+        self, agent_id: str, task: Mapping[str, Any], **options: Any
+    ) -> Answer:
+        path = f"/v1/agents/{quote(agent_id, safe='')}/tasks"
+        return await self._call("POST", path, task_body(task, None, options))
+
+    async def execute_task_with_fallback(
+        self, task: Mapping[str, Any], fallbacks: Sequence[str] | None = None, **options: Any
+    ) -> Answer:
+        if fallbacks is not None:
+            options["fallbacks"] = list(fallbacks)
+        return await self._call("POST", "/v1/tasks", task_body(task, None, options))
+
+    async def check_for_conflicts(self, results: Mapping[str, Any]) -> Answer:
+        return await self._call("POST", "/v1/conflicts/check", {"results": dict(results)})
+
+    async def handle_anomaly(self, alert: Mapping[str, Any]) -> Answer:
+        return await self._call("POST", "/v1/anomalies", dict(alert))
+
+    async def set_faults(self, faults: Mapping[str, Any]) -> Answer:
+        """Admin: merge faults into the service's current set (needs the admin token)."""
+        return await self._call("PUT", "/v1/admin/faults", dict(faults), admin=True)
+
+    async def clear_faults(self) -> Answer:
+        return await self._call("DELETE", "/v1/admin/faults", admin=True)
+
     async def reset(self) -> Answer:
-        """Admin: clear spend, reservations and counters (needs the admin token)."""
+        """Admin: clear spend, reservations, counters and faults (needs the admin token)."""
         return await self._call("POST", "/v1/admin/reset", {}, admin=True)
 
 

@@ -14,7 +14,7 @@ Guarantees:
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,9 +63,19 @@ class _State:
 
 async def call(client: AIOpsClient, req: Planned) -> Answer:
     """Issue one planned request through the client."""
-    if req.op == "approval":
+    op, p = req.op, req.payload
+    if op == "approval":
         return await client.request_approval(req.task, req.cost_usd, req.priority, req.agent)
-    raise ValueError(f"unknown operation {req.op!r}")
+    if op == "conflict_check":
+        return await client.check_for_conflicts(p["results"])
+    options = {k: v for k, v in p["options"].items() if v is not None}
+    if op == "task":
+        return await client.execute_task_with_monitoring(p["task"], agent_id=req.agent, **options)
+    if op == "agent_task":
+        return await client.execute_task_for_agent(req.agent, p["task"], **options)
+    if op == "fallback_task":
+        return await client.execute_task_with_fallback(p["task"], **options)
+    raise ValueError(f"unknown operation {op!r}")
 
 
 class Engine:
@@ -78,12 +88,18 @@ class Engine:
         recorder: Recorder,
         config: EngineConfig,
         on_interval: Callable[[IntervalStats], None] | None = None,
+        observer: Callable[[Planned, Answer, int], None] | None = None,
+        on_phase: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
+        """``observer(req, answer, done_ns)`` sees every answer (validation keeps its
+        ground truth there); ``on_phase(i)`` runs when phase ``i >= 1`` starts (setup)."""
         self._client = client
         self._clock = clock
         self._rec = recorder
         self._cfg = config
         self._on_interval = on_interval
+        self._observer = observer
+        self._on_phase = on_phase
         self._st = _State()
         self._keys: dict[tuple[str, int, str], int] = {}
         self._intervals: list[IntervalView] = []
@@ -139,6 +155,8 @@ class Engine:
             for stream in closed:
                 for user in range(stream.closed.users):
                     tg.start_soon(self._closed_user, stream, user)
+            if self._on_phase is not None:
+                tg.start_soon(self._phase_starts, self._on_phase)
             with self._sched_scope:
                 await self._schedule(it)
             probe_scope.cancel()
@@ -204,6 +222,15 @@ class Engine:
             self._sent_at[self._sent_at_now] += 1
             self._tg.start_soon(self._one, req)
 
+    async def _phase_starts(self, on_phase: Callable[[int], Awaitable[None]]) -> None:
+        for i, start_ns in enumerate((0, *self._cfg.phase_ends_ns[:-1])):
+            if i == 0:
+                continue
+            await self._clock.sleep_until(self._t0 + start_ns)
+            if self._st.schedule_over:
+                return
+            await on_phase(i)
+
     async def _closed_user(self, stream: ClosedStream, user: int) -> None:
         """One virtual user: send, wait for the answer, think, repeat until the phase ends.
 
@@ -263,6 +290,8 @@ class Engine:
             st.errors[f"{outcome.value}: {answer.reason}"] += 1
         done_ns = done_abs - self._t0
         st.last_done_ns = done_ns
+        if self._observer is not None:
+            self._observer(req, answer, done_ns)
         key = self._key(req.op, req.priority, outcome.value)
         latency_us = (done_ns - req.intended_ns) // 1000
         self._rec.record(key, done_ns, latency_us, (done_abs - sent_abs) // 1000)

@@ -13,6 +13,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import accumulate
+from typing import Any
 
 from zg_load.scenario import OpSpec, Scenario
 from zg_load.schedule import ClosedLoop, merge_streams, starts, with_offset
@@ -31,6 +32,8 @@ class Planned:
     cost_usd: float
     task: str
     agent: str
+    payload: Any = None  # op-specific request parts (task body, conflict results)
+    truth: Any = None  # ground truth the generator injected (hallucination, conflict)
 
 
 class _MixSampler:
@@ -57,7 +60,57 @@ class _MixSampler:
         lo, hi = op.cost_usd
         cost = round(lo if lo == hi else rng.uniform(lo, hi), 6)
         agent = op.agents[0] if len(op.agents) == 1 else rng.choice(op.agents)
-        return Planned(intended_ns, phase, op.op, priority, cost, op.task, agent)
+        if op.op == "approval":
+            return Planned(intended_ns, phase, op.op, priority, cost, op.task, agent)
+        if op.op == "conflict_check":
+            payload, truth = conflict_payload(op, rng)
+        else:
+            payload, truth = task_payload(op, rng)
+        return Planned(intended_ns, phase, op.op, priority, cost, op.task, agent, payload, truth)
+
+
+def task_payload(op: OpSpec, rng: random.Random) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A task body; the generator decides (seeded) which tasks must hallucinate."""
+    inject = op.hallucinate_rate > 0 and rng.random() < op.hallucinate_rate
+    task = {
+        "type": op.task_type or op.task,
+        "description": f"{op.task} #{rng.randrange(1_000_000)}",
+        "hallucinate": inject,
+    }
+    options: dict[str, Any] = {"model": op.model, "correct": op.correct or None}
+    if op.fallbacks is not None:
+        options["fallbacks"] = list(op.fallbacks)
+    return {"task": task, "options": options}, {"hallucinated": inject}
+
+
+CATEGORIES = ("low", "medium", "high")
+
+
+def conflict_payload(op: OpSpec, rng: random.Random) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Agents' results that agree, or (seeded) one agent dissenting on one claim.
+
+    The truth is what the majority says: a correct resolution recovers it.
+    """
+    claims: dict[str, Any] = {
+        "market_growth_pct": round(rng.uniform(1.0, 10.0), 1),
+        "risk_level": rng.choice(CATEGORIES),
+        "headcount": rng.randrange(10, 500),
+    }
+    results = {agent: {"claims": dict(claims)} for agent in op.agents}
+    if not (op.conflict_rate > 0 and rng.random() < op.conflict_rate):
+        return {"results": results}, {"conflict": False}
+    dissenter = rng.choice(op.agents)
+    key = rng.choice(sorted(claims))
+    true_value = claims[key]
+    if key == "risk_level":
+        wrong: Any = rng.choice([c for c in CATEGORIES if c != true_value])
+    else:
+        wrong = (
+            round(true_value * 1.5 + 1, 1) if isinstance(true_value, float) else true_value * 2 + 1
+        )
+    results[dissenter]["claims"][key] = wrong
+    truth = {"conflict": True, "key": key, "true_value": true_value, "dissenter": dissenter}
+    return {"results": results}, truth
 
 
 def phase_starts_ns(scenario: Scenario) -> list[int]:

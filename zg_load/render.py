@@ -3,16 +3,27 @@
 Pure: a summary dict in, a string out. Empty values print as "n/a", never 0. The
 layout: header, accounting (with the identity), phases (intended vs achieved),
 latency per priority (corrected from the intended start, and service time), refusals
-per priority, storm figures, generator health, checks.
+per priority, storm figures, generator health, checks. Given the run's histograms, the
+latency section is wrk2's percentile table (50 % ... 100 %) for both kinds, and with
+``spectrum`` the full HDR percentile spectrum of each follows (HdrHistogram's .hgrm).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from zg_load.hdr import Histogram
+from zg_load.hlog import Key, format_hgrm, tag_for
+
+if TYPE_CHECKING:
+    from zg_load.report_formats import RunHistograms
 
 PCTS = ("p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms")
 PCT_TITLES = ("p50", "p90", "p99", "p99.9", "max")
+WRK2_PERCENTILES = (50.0, 75.0, 90.0, 99.0, 99.9, 99.99, 99.999, 100.0)
+_DIGEST_AT = {50.0: "p50_ms", 90.0: "p90_ms", 99.0: "p99_ms", 99.9: "p999_ms", 100.0: "max_ms"}
 
 
 def fmt(value: Any, digits: int = 2, suffix: str = "") -> str:
@@ -115,6 +126,73 @@ def _latency(latency: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def percentile_rows(
+    summary: Mapping[str, Any],
+    corrected: Mapping[Key, Histogram],
+    service: Mapping[Key, Histogram],
+    key: Key,
+) -> dict[str, list[float | None]]:
+    """wrk2's percentiles (ms) of one key, corrected and service: from the histogram when
+    there is one, else from the summary's digest (which has p50/p90/p99/p99.9/max only;
+    the others are NaN, "not recorded", shown as "-" by ``cell``)."""
+    op, prio, outcome = key
+    digest = summary["latency"].get(op, {}).get(str(prio), {}).get(outcome, {})
+    out: dict[str, list[float | None]] = {}
+    for kind, hists in (("corrected", corrected), ("service", service)):
+        hist = hists.get(key)
+        if hist is not None and hist.count:
+            out[kind] = [_ms_of(hist.percentile(p)) for p in WRK2_PERCENTILES]
+        elif kind in digest:
+            out[kind] = [
+                digest[kind][_DIGEST_AT[p]] if p in _DIGEST_AT else math.nan
+                for p in WRK2_PERCENTILES
+            ]
+    return out
+
+
+def cell(value: float | None) -> str:
+    """A percentile cell: "-" when not recorded (NaN), "n/a" when empty."""
+    return "-" if isinstance(value, float) and math.isnan(value) else fmt(value)
+
+
+def _ms_of(us: int | None) -> float | None:
+    return None if us is None else round(us / 1000.0, 3)
+
+
+def _distribution(summary: Mapping[str, Any], hists: RunHistograms) -> list[str]:
+    out = [
+        "Latency distribution of admitted requests (ms, HdrHistogram): corrected = from the "
+        "intended start; service = from the send"
+    ]
+    heads = ["operation", "kind", "count", *(f"{p:g}%" for p in WRK2_PERCENTILES)]
+    rows = []
+    for op, prios in summary["latency"].items():
+        for prio in sorted(prios, key=int, reverse=True):
+            key = (op, int(prio), "ok")
+            ok = prios[prio].get("ok")
+            if ok is None:
+                rows.append([f"{op} p{prio}", "corrected", "0", *(["n/a"] * len(WRK2_PERCENTILES))])
+                continue
+            kinds = percentile_rows(summary, hists.corrected, hists.service, key)
+            for i, (kind, values) in enumerate(kinds.items()):
+                label = f"{op} p{prio}" if i == 0 else ""
+                rows.append([label, kind, fmt(ok[kind]["count"]), *(cell(v) for v in values)])
+    out += table(heads, rows)
+    if not hists.service:
+        out.append("  (-: not recorded; the run kept only service p50/p90/p99/p99.9/max)")
+    return out
+
+
+def _spectrum(hists: RunHistograms) -> list[str]:
+    out = ["Percentile spectrum (ms; HdrHistogram .hgrm layout)"]
+    for kind, source in (("corrected", hists.corrected), ("service", hists.service)):
+        for key in sorted(source, key=lambda k: (k[0], -k[1], k[2])):
+            if key[2] != "ok":
+                continue
+            out += ["", f"  {tag_for(key)} {kind}", *format_hgrm(source[key]).rstrip().split("\n")]
+    return out
+
+
 def _refusals(by_priority: Mapping[str, Any]) -> list[str]:
     out = ["Refusals by priority (designed answers)"]
     for op, prios in by_priority.items():
@@ -195,8 +273,10 @@ def _checks(checks: Sequence[Mapping[str, Any]]) -> list[str]:
     return out
 
 
-def render_text(summary: Mapping[str, Any]) -> str:
-    """The run report as text."""
+def render_text(
+    summary: Mapping[str, Any], hists: RunHistograms | None = None, spectrum: bool = False
+) -> str:
+    """The run report as text; ``hists`` adds wrk2's table, ``spectrum`` the full spectrum."""
     sc = summary["scenario"]
     head = f"zg-load {summary['zg_load_version']}: {sc['name']} against {summary['target']['url']}"
     if summary["target"]["embedded"]:
@@ -210,11 +290,20 @@ def render_text(summary: Mapping[str, Any]) -> str:
         _accounting(summary["accounting"]),
         _phases(summary["phases"]),
         _by_phase(summary["phases"]),
-        _latency(summary["latency"]),
+        _distribution(summary, hists)
+        if hists and hists.corrected
+        else _latency(summary["latency"]),
         _refusals(summary["by_priority"]),
         _storm(summary),
         _generator(summary["generator"]),
     ]
+    if summary.get("setup_errors"):
+        sections.append(
+            [
+                "Setup refused by the target (counts as failed)",
+                *(f"  {m}" for m in summary["setup_errors"]),
+            ]
+        )
     if summary.get("errors"):
         sections.append(
             ["Errors (most common)", *(f"  {n:>6}  {k}" for k, n in summary["errors"].items())]
@@ -227,6 +316,8 @@ def render_text(summary: Mapping[str, Any]) -> str:
         elif not summary["accounting"]["identity_holds"]:
             verdict = "ACCOUNTING BROKEN (counts as failed)"
         sections.append([f"Result: {verdict}"])
+    if spectrum and hists is not None:
+        sections.append(_spectrum(hists))
     for sec in sections:
         lines += ["", *sec]
     return "\n".join(lines) + "\n"

@@ -6,7 +6,7 @@ Pure data; the engine fills it, analysis and summary read it.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from zg_load.analysis import IntervalView
@@ -61,3 +61,4 @@ class RunResult:
     last_done_ns: int | None
     partial: bool
     stop_reason: str
+    setup_errors: list[str] = field(default_factory=list)  # what the target refused

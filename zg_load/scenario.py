@@ -14,7 +14,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import msgspec
 
@@ -27,6 +27,7 @@ __all__ = [
     "AnalysisSpec",
     "OpSpec",
     "Phase",
+    "PhaseSetup",
     "Role",
     "Scenario",
     "ScenarioError",
@@ -36,7 +37,13 @@ __all__ = [
     "parse_scenario",
 ]
 
-KNOWN_OPERATIONS: tuple[str, ...] = ("approval",)
+KNOWN_OPERATIONS: tuple[str, ...] = (
+    "approval",
+    "task",
+    "agent_task",
+    "fallback_task",
+    "conflict_check",
+)
 Role: TypeAlias = Literal["baseline", "storm", "recovery", "load"]
 _ROLES: dict[str, Role] = {r: r for r in ("baseline", "storm", "recovery", "load")}
 _ARRIVALS = ("constant", "poisson", "ramp", "closed")
@@ -61,6 +68,12 @@ class OpSpec:
     cost_usd: tuple[float, float]  # uniform range [lo, hi]; lo == hi for a fixed cost
     task: str
     agents: tuple[str, ...]
+    task_type: str | None = None  # tasks: the task's type (default: the task text)
+    model: str | None = None  # tasks: the model asked for (default: the service's chain)
+    fallbacks: tuple[str, ...] | None = None  # tasks: the fallback chain after the model
+    hallucinate_rate: float = 0.0  # tasks: share of tasks the generator makes hallucinate
+    conflict_rate: float = 0.0  # conflict_check: share of checks with one dissenting agent
+    correct: bool = False  # tasks: ask for a corrected output when flagged
 
 
 @dataclass(frozen=True)
@@ -77,6 +90,17 @@ class Phase:
     role: Role
     duration_s: float
     streams: tuple[Stream, ...]
+    setup: PhaseSetup | None = None
+
+
+@dataclass(frozen=True)
+class PhaseSetup:
+    """Applied to the target when a phase starts (faults need the admin token)."""
+
+    faults: Mapping[str, Any] | None = None  # merged into the service's faults, as given
+    clear_faults: bool = False  # clear all faults first
+    budget_usd: float | None = None
+    soft_budget_usd: float | None = None
 
 
 @dataclass(frozen=True)
@@ -184,10 +208,23 @@ class _RawAnalysis(_Raw, kw_only=True):
 class _RawOp(_Raw, kw_only=True):
     op: str
     weight: float = 1.0
-    priority: int | dict[str, float]
-    cost_usd: float | list[float]
+    priority: int | dict[str, float] | None = None
+    cost_usd: float | list[float] = 0.0
     task: str
     agents: list[str] = msgspec.field(default_factory=lambda: ["agent-1"])
+    task_type: str | None = None
+    model: str | None = None
+    fallbacks: list[str] | None = None
+    hallucinate_rate: float = 0.0
+    conflict_rate: float = 0.0
+    correct: bool = False
+
+
+class _RawSetup(_Raw, kw_only=True):
+    faults: dict[str, Any] | None = None
+    clear_faults: bool = False
+    budget_usd: float | None = None
+    soft_budget_usd: float | None = None
 
 
 class _RawStream(_Raw, kw_only=True):
@@ -203,6 +240,7 @@ class _RawPhase(_Raw, kw_only=True):
     name: str
     role: str = "load"
     duration: str
+    setup: _RawSetup | None = None
     streams: list[_RawStream] = []
 
 
@@ -280,13 +318,30 @@ def _build_op(raw: _RawOp, path: Path, where: _Locator) -> OpSpec:
         raise where.error((*path, "op"), f"unknown operation {raw.op!r}; known: {known}")
     if not raw.agents or not all(raw.agents):
         raise where.error((*path, "agents"), "needs at least one agent, and no empty names")
+    if raw.priority is None and raw.op == "approval":
+        raise where.error((*path, "priority"), "required field is missing")
+    for name in ("hallucinate_rate", "conflict_rate"):
+        if not 0.0 <= getattr(raw, name) <= 1.0:
+            raise where.error((*path, name), f"must be between 0 and 1, got {getattr(raw, name)}")
+    if raw.op == "conflict_check" and len(raw.agents) < 3:
+        raise where.error(
+            (*path, "agents"), "a conflict check needs at least 3 agents (a majority)"
+        )
     return OpSpec(
         op=raw.op,
         weight=_positive(raw.weight, (*path, "weight"), where),
-        priority_weights=_priority_weights(raw.priority, (*path, "priority"), where),
+        priority_weights=_priority_weights(
+            3 if raw.priority is None else raw.priority, (*path, "priority"), where
+        ),
         cost_usd=_cost_range(raw.cost_usd, (*path, "cost_usd"), where),
         task=raw.task,
         agents=tuple(raw.agents),
+        task_type=raw.task_type,
+        model=raw.model,
+        fallbacks=None if raw.fallbacks is None else tuple(raw.fallbacks),
+        hallucinate_rate=raw.hallucinate_rate,
+        conflict_rate=raw.conflict_rate,
+        correct=raw.correct,
     )
 
 
@@ -347,7 +402,11 @@ def _build_phase(
         )
         for j, s in enumerate(phase.streams)
     )
-    return Phase(_nonempty(phase.name, (*path, "name"), where), role, duration_s, streams)
+    setup = None
+    if phase.setup is not None:
+        s = phase.setup
+        setup = PhaseSetup(s.faults, s.clear_faults, s.budget_usd, s.soft_budget_usd)
+    return Phase(_nonempty(phase.name, (*path, "name"), where), role, duration_s, streams, setup)
 
 
 def _build_stream(

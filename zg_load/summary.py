@@ -267,6 +267,7 @@ def build_summary(
         },
         "generator": _generator(result, a.lag_p99_limit_ms),
         "errors": dict(result.errors.most_common(10)),
+        "setup_errors": list(result.setup_errors),
         "timeline": _timeline(result),
     }
 
@@ -326,5 +327,6 @@ def with_checks(summary: dict[str, Any], checks: tuple[Check, ...]) -> list[Chec
         all(r.passed is not False for r in results)
         and summary["accounting"]["identity_holds"]
         and not summary["partial"]
+        and not summary.get("setup_errors")
     )
     return results
