@@ -28,9 +28,17 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
+def relaxed_smoke(tmp_path: Path) -> Path:
+    """The smoke scenario with a generous generator-lag limit: this test is about the run
+    directory, and a busy test machine must not fail it through schedule lag."""
+    path = tmp_path / "smoke.toml"
+    path.write_text(SMOKE.read_text() + '\n[analysis]\nlag_p99_limit = "1s"\n')
+    return path
+
+
 def test_smoke_run_writes_a_complete_run_directory(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    code, stdout, _ = invoke("run", str(SMOKE), "--out", str(out), "-q")
+    code, stdout, _ = invoke("run", str(relaxed_smoke(tmp_path)), "--out", str(out), "-q")
     assert code == 0, stdout
     summary = orjson.loads((out / "summary.json").read_bytes())
     acc = summary["accounting"]

@@ -241,12 +241,29 @@ async def _run(
             ) from exc
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
         result = await _storm(scenario, client, run_dir, quiet)
+        state = await target_state(client)
     finally:
         await client.aclose()
     summary = build_summary(result, scenario, target=url, embedded=embedded, started_at=started_at)
+    summary["target_state"] = state
     with_checks(summary, scenario.checks)
     write_summary(run_dir, summary)
     return summary
+
+
+async def target_state(client: HttpClient, timeout_s: float = 5.0) -> dict[str, Any]:
+    """The target's own view after the run: budget ledger, notifications, status (None if not served)."""
+    state: dict[str, Any] = {"budget": None, "notifications": None, "status": None}
+    with anyio.move_on_after(timeout_s):
+        calls = (
+            ("budget", client.get_budget),
+            ("notifications", client.notifications),
+            ("status", client.get_system_status),
+        )
+        for name, fetch in calls:
+            answer = await fetch()
+            state[name] = answer.body if answer.ok else None
+    return state
 
 
 async def _storm(scenario: Scenario, client: HttpClient, run_dir: Path, quiet: bool) -> RunResult:

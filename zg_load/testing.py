@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -125,6 +125,42 @@ class ScriptedClient:
 
     async def notifications(self, since: int = 0) -> Answer:
         return Answer(Outcome.OK, 200, None, [])
+
+    async def _task(self, task: Mapping[str, Any]) -> Answer:
+        await self.clock.sleep_until(self._done_at_ns())
+        flagged = bool(task.get("hallucinate"))
+        checks = {"hallucination": {"flagged": flagged, "score": 0.0 if flagged else 1.0}}
+        body = {
+            "status": "completed",
+            "model_used": "premium",
+            "fallback_index": 0,
+            "checks": checks,
+        }
+        return Answer(Outcome.OK, 200, None, body)
+
+    async def execute_task_with_monitoring(
+        self, task: Mapping[str, Any], *, agent_id: str | None = None, **options: Any
+    ) -> Answer:
+        return await self._task(task)
+
+    async def execute_task_for_agent(
+        self, agent_id: str, task: Mapping[str, Any], **options: Any
+    ) -> Answer:
+        return await self._task(task)
+
+    async def execute_task_with_fallback(
+        self, task: Mapping[str, Any], fallbacks: Sequence[str] | None = None, **options: Any
+    ) -> Answer:
+        return await self._task(task)
+
+    async def check_for_conflicts(self, results: Mapping[str, Any]) -> Answer:
+        await self.clock.sleep_until(self._done_at_ns())
+        return Answer(Outcome.OK, 200, None, {"conflicts_count": 0, "resolved_count": 0})
+
+    async def handle_anomaly(self, alert: Mapping[str, Any]) -> Answer:
+        return Answer(
+            Outcome.OK, 202, None, {"anomaly_id": "an_1", "actions": [], "deduplicated": False}
+        )
 
     async def aclose(self) -> None:
         return None
