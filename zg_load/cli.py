@@ -16,24 +16,22 @@ from urllib.parse import urlparse
 
 import anyio
 import click
-import orjson
 
 from zg_load import __version__
 from zg_load.artifacts import (
     HlogWriter,
     check_run_dir,
     default_run_dir,
-    read_summary,
     write_summary,
-    write_whole,
 )
+from zg_load.cli_reports import compare, report, write_run_reports
 from zg_load.client import Answer, HttpClient
 from zg_load.clock import RealClock
 from zg_load.embedded import EmbeddedError, EmbeddedService, start_embedded
 from zg_load.engine import Engine, EngineConfig
 from zg_load.plan import closed_streams, plan
+from zg_load.progress import Progress
 from zg_load.recorder import IntervalStats, Recorder
-from zg_load.render import render_text
 from zg_load.result import RunResult
 from zg_load.scenario import Phase, Scenario, ScenarioError, TargetSetup, parse_scenario
 from zg_load.schedule import ClosedLoop, expected_count
@@ -109,8 +107,19 @@ def cli() -> None:
     help="Admin bearer token of the target (env ZG_LOAD_ADMIN_TOKEN).",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No live progress; print only the report.")
+@click.option(
+    "--progress",
+    "force_progress",
+    is_flag=True,
+    help="Show progress even when stderr is not a terminal (one line per interval).",
+)
 def run(
-    scenario_file: Path, target: str | None, out: Path | None, admin_token: str | None, quiet: bool
+    scenario_file: Path,
+    target: str | None,
+    out: Path | None,
+    admin_token: str | None,
+    quiet: bool,
+    force_progress: bool,
 ) -> None:
     """Run a scenario and write a run directory (summary.json, latency.hlog, report.txt).
 
@@ -143,7 +152,7 @@ def run(
             admin_token,
             service is not None,
             run_dir,
-            quiet,
+            Progress(scenario, quiet=quiet, force=force_progress),
             backend_options=run_backend_options(),
         )
     except SetupError as exc:
@@ -151,8 +160,7 @@ def run(
     finally:
         if service is not None:
             service.stop()
-    text = render_text(summary)
-    write_whole(run_dir / "report.txt", text.encode())
+    text = write_run_reports(run_dir, summary)
     click.echo(text, nl=False)
     click.echo(f"\nrun directory: {run_dir}")
     sys.exit(0 if summary["passed"] else 1)
@@ -221,7 +229,12 @@ def _error_message(answer: Answer) -> str:
 
 
 async def _run(
-    scenario: Scenario, url: str, token: str | None, embedded: bool, run_dir: Path, quiet: bool
+    scenario: Scenario,
+    url: str,
+    token: str | None,
+    embedded: bool,
+    run_dir: Path,
+    progress: Progress,
 ) -> dict[str, Any]:
     client = HttpClient(
         url, timeout_s=scenario.timeout_s, max_connections=scenario.max_in_flight, admin_token=token
@@ -240,7 +253,7 @@ async def _run(
                 f"cannot create run directory {run_dir}: {exc.strerror or exc}"
             ) from exc
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
-        result = await _storm(scenario, client, run_dir, quiet)
+        result = await _storm(scenario, client, run_dir, progress)
         state = await target_state(client)
     finally:
         await client.aclose()
@@ -266,7 +279,9 @@ async def target_state(client: HttpClient, timeout_s: float = 5.0) -> dict[str, 
     return state
 
 
-async def _storm(scenario: Scenario, client: HttpClient, run_dir: Path, quiet: bool) -> RunResult:
+async def _storm(
+    scenario: Scenario, client: HttpClient, run_dir: Path, progress: Progress
+) -> RunResult:
     clock = RealClock()
     interval_ns = round(scenario.interval_s * NS_PER_S)
     recorder = Recorder(interval_ns)
@@ -280,7 +295,6 @@ async def _storm(scenario: Scenario, client: HttpClient, run_dir: Path, quiet: b
         phase_ends_ns=tuple(round(end * NS_PER_S) for _, end in scenario.phase_bounds()),
     )
     writer: list[HlogWriter] = []
-    progress = Progress(scenario, quiet)
 
     def on_interval(stats: IntervalStats) -> None:
         if not writer:
@@ -305,6 +319,7 @@ async def _storm(scenario: Scenario, client: HttpClient, run_dir: Path, quiet: b
     finally:
         for w in writer:
             w.close()
+        progress.close()
     result.setup_errors.extend(setup_errors)
     return result
 
@@ -314,47 +329,6 @@ async def _watch_signals(engine: Engine) -> None:
         async for _ in signals:
             click.echo("\nzg-load: stopping; keeping what was measured (partial run)", err=True)
             engine.stop("interrupted")
-
-
-class Progress:
-    """One line per interval on stderr while a run goes on (off with --quiet)."""
-
-    def __init__(self, scenario: Scenario, quiet: bool) -> None:
-        self._scenario = scenario
-        self._on = not quiet
-
-    def show(self, stats: IntervalStats, engine: Engine) -> None:
-        if not self._on:
-            return
-        t_s = stats.end_ns / NS_PER_S
-        phase = self._scenario.phase_at(max(0.0, stats.start_ns / NS_PER_S))
-        counts = stats.counts
-        done = sum(counts.values())
-        refused = sum(n for (_, _, o), n in counts.items() if o == "refused")
-        failed = sum(n for (_, _, o), n in counts.items() if o in ("error", "timeout", "transport"))
-        p99 = _p99_ok(stats)
-        length_s = (stats.end_ns - stats.start_ns) / NS_PER_S or 1.0
-        click.echo(
-            f"[{t_s:6.1f}s] {phase.name if phase else '-':<10} done {done / length_s:8.1f}/s"
-            f"  refused {refused:6d}  failed {failed:4d}  p99 ok {p99}  in flight {engine.in_flight:5d}"
-            f"  lag p99 {_ms(stats.lag.percentile(99.0))}",
-            err=True,
-        )
-
-
-def _ms(us: int | None) -> str:
-    return "n/a" if us is None else f"{us / 1000:.1f} ms"
-
-
-def _p99_ok(stats: IntervalStats) -> str:
-    from zg_load.hdr import Histogram
-
-    merged = Histogram()
-    for (_, _, outcome), hist in stats.latency.items():
-        if outcome == "ok":
-            merged.merge(hist)
-    p99 = merged.percentile(99.0)
-    return "n/a" if p99 is None else f"{p99 / 1000:8.1f} ms"
 
 
 @cli.command()
@@ -392,28 +366,6 @@ def validate(scenario_files: tuple[Path, ...]) -> None:
     sys.exit(2 if bad else 0)
 
 
-@cli.command()
-@click.argument("run_dir", type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
-)
-def report(run_dir: Path, fmt: str) -> None:
-    """Print the report of a run directory (works on results from another machine).
-
-    \b
-    Example:
-      zg-load report results/high_priority_storm-20261203-101500
-    """
-    try:
-        summary = read_summary(run_dir)
-    except (OSError, orjson.JSONDecodeError) as exc:
-        fail(f"cannot read {run_dir}/summary.json: {exc}")
-    if fmt == "json":
-        click.echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
-    else:
-        click.echo(render_text(summary), nl=False)
-
-
 @cli.command(
     context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
     add_help_option=False,
@@ -431,6 +383,10 @@ def serve(args: tuple[str, ...]) -> None:
     from zg_load.aiops.__main__ import main as serve_main
 
     serve_main(list(args))
+
+
+cli.add_command(report)
+cli.add_command(compare)
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from zg_load import __version__
 from zg_load.analysis import baseline_of, priority_adherence, recovery_time
 from zg_load.checks import Check, CheckResult, evaluate
+from zg_load.hlog import tag_for
 from zg_load.hdr import Histogram
 from zg_load.outcome import REFUSAL_REASONS, Outcome
 from zg_load.plan import phase_starts_ns
@@ -161,6 +162,47 @@ def _timeline(result: RunResult) -> dict[str, Any]:
     return {"intervals": rows, "status": status}
 
 
+def _histograms(result: RunResult) -> dict[str, dict[str, str]]:
+    """Whole-run histograms per tag, encoded (HdrHistogram V2, base64), for re-rendering."""
+    rec = result.recorder
+    return {
+        tag_for(key): {"corrected": rec.latency(key).encode(), "service": rec.service(key).encode()}
+        for key in sorted(rec.keys())
+        if rec.latency(key).count
+    }
+
+
+def fault_spans(scenario: Scenario) -> list[dict[str, Any]]:
+    """When the scenario's phase setups turned faults on and off (for plots and validation)."""
+    spans: list[dict[str, Any]] = []
+    open_spans: list[dict[str, Any]] = []
+    for (start_s, _), phase in zip(scenario.phase_bounds(), scenario.phases, strict=True):
+        setup = phase.setup
+        if setup is None:
+            continue
+        if setup.clear_faults:
+            for span in open_spans:
+                span["end_s"] = start_s
+            open_spans = []
+        if setup.faults:
+            span = {"start_s": start_s, "end_s": None, "name": describe_faults(setup.faults)}
+            spans.append(span)
+            open_spans.append(span)
+    return spans
+
+
+def describe_faults(faults: Mapping[str, Any]) -> str:
+    parts = []
+    for key, value in sorted(faults.items()):
+        if key == "models" and isinstance(value, dict):
+            for model, state in sorted(value.items()):
+                down = isinstance(state, dict) and state.get("available") is False
+                parts.append(f"{model} {'down' if down else 'changed'}")
+        else:
+            parts.append(key.replace("_", " "))
+    return ", ".join(parts)
+
+
 def _status_fields(body: Mapping[str, Any]) -> dict[str, Any]:
     raw_budget, raw_models = body.get("budget"), body.get("models")
     budget: Mapping[str, Any] = raw_budget if isinstance(raw_budget, dict) else {}
@@ -268,7 +310,8 @@ def build_summary(
         "generator": _generator(result, a.lag_p99_limit_ms),
         "errors": dict(result.errors.most_common(10)),
         "setup_errors": list(result.setup_errors),
-        "timeline": _timeline(result),
+        "timeline": {**_timeline(result), "faults": fault_spans(scenario)},
+        "histograms": _histograms(result),
     }
 
 
