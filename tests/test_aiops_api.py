@@ -223,7 +223,13 @@ async def test_status_shape_and_counts(api: Api) -> None:
         assert status == 200 and isinstance(body, dict)
         assert body["approvals"] == {"admitted": 2, "refused_budget": 1, "shed": 0}
         assert body["shed_by_priority"] == {str(p): 0 for p in range(1, 6)}
-        assert (body["queue_depth"], body["inflight"], body["models"]) == (0, 0, [])
+        assert (body["queue_depth"], body["inflight"]) == (0, 0)
+        assert [(m["name"], m["state"], m["available"]) for m in body["models"]] == [
+            ("premium", "closed", True),
+            ("standard", "closed", True),
+            ("economy", "closed", True),
+        ]
+        assert body["tasks"] == {"completed": 0, "failed": 0, "fallbacks": 0, "inflight": 0}
         assert (body["error_rate"], body["task_completion_rate"]) == (0.0, 1.0)
         assert body["avg_response_time_ms"] > 0
         assert 0.0 <= body["resource_utilization"] <= 1.0

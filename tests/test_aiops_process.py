@@ -104,3 +104,25 @@ async def test_budget_usd_at_start_sets_the_limit_and_keeps_spend(tmp_path: Path
         async with serving(config) as running:
             _, budget = await get_json(f"{running.url}/v1/budget", method="GET")
     assert (budget["max_usd"], budget["soft_usd"], budget["reserved_usd"]) == (40.0, 32.0, 30.0)
+
+
+async def test_restart_keeps_settled_spend(tmp_path: Path) -> None:
+    config = ServiceConfig(db_path=str(tmp_path / "ledger.db"), approval_service_time_s=0.0)
+    body = {"task_description": "t", "estimated_cost": 3.0, "priority": 2}
+    with anyio.fail_after(20):
+        async with serving(config) as running:
+            await get_json(f"{running.url}/v1/budget", method="PUT", json={"max_usd": 10.0})
+            _, approved = await get_json(f"{running.url}/v1/approvals", method="POST", json=body)
+            settle = f"{running.url}/v1/approvals/{approved['approval_id']}/settle"
+            assert (await get_json(settle, method="POST", json={"actual_cost": 2.5}))[0] == 200
+        async with serving(config) as running:
+            _, budget = await get_json(f"{running.url}/v1/budget", method="GET")
+    assert (budget["spent_usd"], budget["reserved_usd"], budget["remaining_usd"]) == (2.5, 0.0, 7.5)
+
+
+def test_parse_args_reads_the_new_flags() -> None:
+    from zg_load.aiops.__main__ import parse_args
+
+    config = parse_args(["--time-scale", "0.01", "--seed", "7", "--rate-limit-per-agent", "5"])
+    assert (config.time_scale, config.seed, config.rate_limit_per_agent_per_s) == (0.01, 7, 5.0)
+    assert parse_args([]) == ServiceConfig()

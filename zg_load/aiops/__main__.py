@@ -13,8 +13,8 @@ def parse_args(argv: Sequence[str] | None = None) -> ServiceConfig:
     """The `ServiceConfig` described by command-line arguments."""
     parser = argparse.ArgumentParser(
         prog="python -m zg_load.aiops",
-        description="Serve the reference AI Ops service (budget approvals with priority admission).",
-        epilog="example: python -m zg_load.aiops --port 8080 --workers 8 --service-time-ms 2",
+        description="Serve the reference AI Ops service (budget, admission, models, checks, faults).",
+        epilog="example: python -m zg_load.aiops --port 8080 --db ledger.db --time-scale 0.1",
     )
     default = ServiceConfig()
     parser.add_argument("--host", default=default.host)
@@ -29,6 +29,19 @@ def parse_args(argv: Sequence[str] | None = None) -> ServiceConfig:
     parser.add_argument("--max-queue-wait-ms", type=float, default=default.max_queue_wait_s * 1000)
     parser.add_argument("--budget-usd", type=float, default=None)
     parser.add_argument("--window", default=default.budget_window, help="e.g. 1d, 12h, 30m")
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=default.time_scale,
+        help="multiplies simulated durations (model latency, breaker waits, reservation TTL)",
+    )
+    parser.add_argument("--seed", type=int, default=default.seed, help="seed of every random draw")
+    parser.add_argument(
+        "--rate-limit-per-agent",
+        type=float,
+        default=None,
+        help="requests/s allowed per agent id (default: no limit)",
+    )
     args = parser.parse_args(argv)
     try:
         return _config(args)
@@ -48,6 +61,9 @@ def _config(args: argparse.Namespace) -> ServiceConfig:
         max_queue_wait_s=args.max_queue_wait_ms / 1000,
         budget_usd=args.budget_usd,
         budget_window=args.window,
+        time_scale=args.time_scale,
+        seed=args.seed,
+        rate_limit_per_agent_per_s=args.rate_limit_per_agent,
     )
 
 

@@ -8,6 +8,8 @@ Guarantees:
   their place;
 - a request that has waited `max_queue_wait_s` is shed, when a worker reaches it or when
   the sweeper (every few ms) finds it, whichever comes first;
+- a priority under a shedding order (`shed_priority`, from an anomaly's action) is shed
+  on arrival until the order ends, with Retry-After the seconds left;
 - each submitted job gets exactly one result: the handler's result, a `Shed`, or the
   handler's exception; a job whose caller went away is never handled.
 Each job holds a worker for `service_time_s` (an awaited sleep, so storms queue for real)
@@ -32,6 +34,7 @@ PRIORITIES = (1, 2, 3, 4, 5)
 QUEUE_FULL = "queue_full"
 QUEUE_WAIT = "queue_wait"
 SHUTDOWN = "shutdown"
+ORDERED = "shed_order"
 MAX_RETRY_AFTER_S = 60
 
 
@@ -77,6 +80,7 @@ class Admission(Generic[J, R]):
         self._idle: deque[asyncio.Future[None]] = deque()
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
+        self._shed_until_s: dict[int, float] = {}
         self.shed_by_priority: dict[int, int] = dict.fromkeys(PRIORITIES, 0)
 
     @property
@@ -105,11 +109,20 @@ class Admission(Generic[J, R]):
 
     def reset_counters(self) -> None:
         self.shed_by_priority = dict.fromkeys(PRIORITIES, 0)
+        self._shed_until_s = {}
+
+    def shed_priority(self, priority: int, for_s: float) -> None:
+        """Shed every arrival at `priority` for the next `for_s` seconds."""
+        self._shed_until_s[priority] = time.monotonic() + for_s
 
     async def submit(self, job: J, priority: int) -> R | Shed:
         """Queue `job` at `priority` (1..5) and wait for its result."""
         if self._closing:
             return self._count_shed(SHUTDOWN, priority)
+        ordered_s = self._shed_until_s.get(priority, 0.0) - time.monotonic()
+        if ordered_s > 0:
+            self.shed_by_priority[priority] += 1
+            return Shed(ORDERED, priority, min(MAX_RETRY_AFTER_S, max(1, math.ceil(ordered_s))))
         ticket: _Ticket[J, R] = _Ticket(
             job, priority, time.monotonic(), asyncio.get_running_loop().create_future()
         )

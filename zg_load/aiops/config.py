@@ -3,6 +3,9 @@
 `ServiceConfig` is frozen: a running service never changes its own settings. Defaults
 describe a small deployment: 4 approval workers at 5 ms each (800 approvals/s), a
 queue of 256 waiting requests, 1 s of queue wait at most, loopback only.
+`time_scale` multiplies every simulated duration (model latencies, breaker windows and
+waits, reservation lifetime, anomaly de-duplication), so tests can run a day in seconds;
+`seed` makes every random draw (latencies, injected errors, hallucinations) repeatable.
 """
 
 from __future__ import annotations
@@ -37,6 +40,14 @@ class ServiceConfig:
     max_body_bytes: int = 64 * 1024
     shutdown_timeout_s: float = 5.0
     backlog: int = 2048
+    time_scale: float = 1.0
+    seed: int = 0
+    # Unused approvals release their money after this long (multiplied by time_scale).
+    reservation_ttl_s: float = 900.0
+    # None: no per-agent rate limit unless a fault sets one.
+    rate_limit_per_agent_per_s: float | None = None
+    max_tasks_inflight: int = 1024
+    idempotency_entries: int = 10_000
 
     def __post_init__(self) -> None:
         _require(self.approval_workers >= 1, "approval_workers must be >= 1")
@@ -46,7 +57,17 @@ class ServiceConfig:
         _require(self.status_window_s > 0, "status_window_s must be > 0")
         _require(self.max_body_bytes >= 1024, "max_body_bytes must be >= 1024")
         _require(self.budget_usd is None or self.budget_usd >= 0, "budget_usd must be >= 0")
+        _require(self.time_scale > 0, "time_scale must be > 0")
+        _require(self.reservation_ttl_s > 0, "reservation_ttl_s must be > 0")
+        rate = self.rate_limit_per_agent_per_s
+        _require(rate is None or rate > 0, "rate_limit_per_agent_per_s must be > 0")
+        _require(self.max_tasks_inflight >= 1, "max_tasks_inflight must be >= 1")
+        _require(self.idempotency_entries >= 0, "idempotency_entries must be >= 0")
         parse_window_s(self.budget_window)
+
+    def scaled_s(self, duration_s: float) -> float:
+        """A simulated duration in real seconds under `time_scale`."""
+        return duration_s * self.time_scale
 
     @property
     def capacity_per_s(self) -> float | None:

@@ -9,7 +9,9 @@ Guarantees:
   they equal the sums over the window's reservations (tests check this);
 - a notification is written in the transaction that causes it, at most once per kind
   per window and per limit (PUT /v1/budget re-arms both kinds);
-- notification and reservation ids only increase, even across `reset`.
+- notification and reservation ids only increase, even across `reset`;
+- a reservation ends once: settled (its actual cost replaces it), released, or expired
+  (unused for the reservation lifetime; its money goes back).
 WAL mode with synchronous=NORMAL: a commit survives a crash of the process; the last
 commits may be lost on power loss. One connection, used from one thread.
 """
@@ -52,6 +54,8 @@ CREATE TABLE IF NOT EXISTS reservations (
     state TEXT NOT NULL,
     settled_micros INTEGER
 );
+CREATE INDEX IF NOT EXISTS reservations_open ON reservations (created_at)
+    WHERE state = 'reserved';
 CREATE TABLE IF NOT EXISTS notifications (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     kind TEXT NOT NULL,
@@ -214,6 +218,38 @@ class Ledger:
     def release(self, reservation_id: int) -> bool:
         """Give a reservation's money back; False if it is not reserved."""
         return self._close_reservation(reservation_id, "released", 0)
+
+    def is_reserved(self, reservation_id: int) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM reservations WHERE id = ? AND state = 'reserved'", (reservation_id,)
+        ).fetchone()
+        return row is not None
+
+    def expire(self, ttl_s: float) -> int:
+        """Release every reservation older than `ttl_s`; returns how many expired."""
+        cutoff_s = self._clock() - ttl_s
+        with self._transaction():
+            rows = self._db.execute(
+                "SELECT amount_micros, window_start FROM reservations"
+                " WHERE state = 'reserved' AND created_at <= ?",
+                (cutoff_s,),
+            ).fetchall()
+            if not rows:
+                return 0
+            self._db.execute(
+                "UPDATE reservations SET state = 'expired', settled_micros = 0"
+                " WHERE state = 'reserved' AND created_at <= ?",
+                (cutoff_s,),
+            )
+            budget = self._rolled(self._select())
+            freed = sum(amount for amount, start in rows if start == budget.window_start_s)
+            self._save(replace(budget, reserved_micros=budget.reserved_micros - freed))
+            return len(rows)
+
+    def notify(self, notice: Notice) -> None:
+        """Write a notification that no budget change caused (models, conflicts, alerts)."""
+        with self._transaction():
+            self._write(notice, self._clock())
 
     def notifications(self, since_id: int, limit: int) -> list[Notification]:
         """Notifications with id > since_id, oldest first, at most `limit`."""

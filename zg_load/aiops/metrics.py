@@ -1,4 +1,7 @@
-"""What GET /v1/status reports: rolling-window rates and cumulative approval counters.
+"""What GET /v1/status reports: rolling-window rates and cumulative counters.
+
+Approvals and tasks both feed the window (a task is completed when it answered, an
+error when every model failed); each has its own cumulative counters.
 
 The window is split into `buckets` slots of equal length; a slot is cleared when the
 clock comes back round to it, so the figures cover the last window (to within one slot)
@@ -37,6 +40,15 @@ class ApprovalCounters:
     errors: int = 0
 
 
+@dataclass(slots=True)
+class TaskCounters:
+    """Tasks answered since start or the last reset; `fallbacks` did not use the first model."""
+
+    completed: int = 0
+    failed: int = 0
+    fallbacks: int = 0
+
+
 class Metrics:
     """Rolling-window figures and cumulative counters of one service instance."""
 
@@ -49,6 +61,17 @@ class Metrics:
         self._epochs = [-1] * buckets
         self._slots = [[0.0] * 5 for _ in range(buckets)]
         self.counters = ApprovalCounters()
+        self.tasks = TaskCounters()
+
+    def record_task(self, completed: bool, fell_back: bool, latency_s: float) -> None:
+        """Count one task answer: completed, or failed because no model answered."""
+        slot = self._slot()
+        slot[_REQUESTS] += 1
+        slot[_LATENCY_S] += latency_s
+        slot[_COMPLETED if completed else _ERRORS] += 1
+        self.tasks.completed += completed
+        self.tasks.failed += not completed
+        self.tasks.fallbacks += fell_back
 
     def record_answer(self, status: int, error_type: str | None, latency_s: float) -> None:
         """Count one approval answer. Errors are non-refusal failures; a completed request
@@ -90,6 +113,7 @@ class Metrics:
         self._started_s = self._clock()
         self._epochs = [-1] * len(self._epochs)
         self.counters = ApprovalCounters()
+        self.tasks = TaskCounters()
 
     def _slot(self) -> list[float]:
         epoch = int(self._clock() / self._slot_s)

@@ -1,7 +1,8 @@
 """Notifications: the kinds the service writes and what each one says.
 
-The ledger writes a notification in the same transaction as the change that caused
-it, so a notification exists exactly when its cause was committed. This module only
+The ledger writes a budget notification in the same transaction as the change that
+caused it, so it exists exactly when its cause was committed; the other kinds (model
+downgrade and restoration, conflicts, alerts) are written when they happen. This module only
 shapes them: kind names, human messages, details, and the JSON a client reads.
 """
 
@@ -13,6 +14,10 @@ from zg_load.aiops.window import iso_utc
 
 BUDGET_SOFT_LIMIT = "budget_soft_limit"
 BUDGET_EXHAUSTED = "budget_exhausted"
+MODEL_DOWNGRADED = "model_downgraded"
+MODEL_RESTORED = "model_restored"
+CONFLICT_DETECTED = "conflict_detected"
+ANOMALY_RECEIVED = "anomaly_received"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,3 +70,28 @@ def exhausted_notice(
         "priority": priority,
     }
     return Notice(BUDGET_EXHAUSTED, message, details)
+
+
+def downgraded_notice(model: str, fallback_to: str) -> Notice:
+    message = f"model {model} is failing: tasks fall back to {fallback_to}"
+    return Notice(MODEL_DOWNGRADED, message, {"model": model, "fallback_to": fallback_to})
+
+
+def restored_notice(model: str) -> Notice:
+    return Notice(MODEL_RESTORED, f"model {model} answers again", {"model": model})
+
+
+def conflict_notice(keys: list[str], agents: list[str]) -> Notice:
+    message = f"{len(keys)} conflicting claim(s) between agents: {', '.join(keys)}"
+    return Notice(CONFLICT_DETECTED, message, {"keys": keys, "agents": agents})
+
+
+def anomaly_notice(anomaly_id: str, anomaly_type: str, severity: str, actions: list[str]) -> Notice:
+    message = f"{severity} anomaly {anomaly_type} received ({anomaly_id}): {', '.join(actions)}"
+    details: dict[str, object] = {
+        "anomaly_id": anomaly_id,
+        "type": anomaly_type,
+        "severity": severity,
+        "actions": actions,
+    }
+    return Notice(ANOMALY_RECEIVED, message, details)
