@@ -56,6 +56,12 @@ def service_args(spec: ServiceSpec) -> list[str]:
         args += ["--queue-bound", str(spec.queue_bound)]
     if spec.max_queue_wait_s is not None:
         args += ["--max-queue-wait-ms", repr(spec.max_queue_wait_s * 1000.0)]
+    if spec.time_scale is not None:
+        args += ["--time-scale", repr(spec.time_scale)]
+    if spec.seed is not None:
+        args += ["--seed", str(spec.seed)]
+    for defect in spec.defects:
+        args += ["--defect", defect]
     return args
 
 

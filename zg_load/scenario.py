@@ -120,6 +120,9 @@ class ServiceSpec:
     approval_service_time_s: float | None = None
     queue_bound: int | None = None
     max_queue_wait_s: float | None = None
+    time_scale: float | None = None  # multiplies model latencies and breaker waits
+    seed: int | None = None
+    defects: tuple[str, ...] = ()  # deliberately broken behaviours, to prove checks can fail
 
 
 @dataclass(frozen=True)
@@ -192,6 +195,9 @@ class _RawService(_Raw, kw_only=True):
     approval_service_time: str | None = None
     queue_bound: int | None = None
     max_queue_wait: str | None = None
+    time_scale: float | None = None
+    seed: int | None = None
+    defects: list[str] = []
 
 
 class _RawAnalysis(_Raw, kw_only=True):
@@ -546,6 +552,8 @@ def _build_service(raw: _RawService, where: _Locator) -> ServiceSpec:
     def optional_int(value: int | None, name: str, low: int) -> int | None:
         return None if value is None else _at_least(value, low, ("service", name), where)
 
+    if raw.time_scale is not None and not raw.time_scale > 0:
+        raise where.error(("service", "time_scale"), f"must be more than zero, got {raw.time_scale}")
     return ServiceSpec(
         approval_workers=optional_int(raw.approval_workers, "approval_workers", 1),
         approval_service_time_s=optional_duration(
@@ -553,6 +561,9 @@ def _build_service(raw: _RawService, where: _Locator) -> ServiceSpec:
         ),
         queue_bound=optional_int(raw.queue_bound, "queue_bound", 0),
         max_queue_wait_s=optional_duration(raw.max_queue_wait, "max_queue_wait", False),
+        time_scale=raw.time_scale,
+        seed=raw.seed,
+        defects=tuple(raw.defects),
     )
 
 
