@@ -1,0 +1,263 @@
+"""Running a scenario: the target, its setup, the engine, the run directory.
+
+``execute`` is the one way a scenario runs, for the CLI and the Python API alike:
+it starts the embedded reference service when no target is given, checks the target
+(one line, within seconds, before anything is written), applies the scenario's setup,
+opens the connection pool, runs the engine with Ctrl-C handled (a stopped run keeps
+what it measured and is marked partial), and writes the run directory.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+import click
+
+from zg_load.artifacts import HlogWriter, check_run_dir, default_run_dir, write_summary
+from zg_load.cli_reports import write_run_reports
+from zg_load.client import Answer, HttpClient
+from zg_load.clock import RealClock
+from zg_load.embedded import EmbeddedError, EmbeddedService, start_embedded
+from zg_load.engine import Engine, EngineConfig
+from zg_load.plan import closed_streams, plan
+from zg_load.progress import Progress
+from zg_load.recorder import IntervalStats, Recorder
+from zg_load.result import RunResult
+from zg_load.scenario import Phase, Scenario, TargetSetup
+from zg_load.summary import build_summary, with_checks
+
+NS_PER_S = 1_000_000_000
+WARM_CONNECTIONS = 256
+PREFLIGHT_TIMEOUT_S = 5.0
+
+
+class RunError(Exception):
+    """The run cannot start: the target is unreachable or refused the setup, or the run
+    directory is unusable. The message is one line for the user."""
+
+
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    summary: dict[str, Any]
+    run_dir: Path
+    text: str  # the text report, as printed
+
+
+def run_backend_options() -> dict[str, Any]:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return {}
+    return {"use_uvloop": True}
+
+
+def execute(
+    scenario: Scenario,
+    *,
+    target: str | None = None,
+    admin_token: str | None = None,
+    out: Path | None = None,
+    progress: Progress | None = None,
+    results_root: Path = Path("results"),
+) -> RunOutcome:
+    """Run a scenario against ``target`` (or the embedded service) and write its run directory."""
+    try:
+        run_dir = check_run_dir(out or default_run_dir(scenario.name, results_root))
+    except (FileExistsError, OSError) as exc:
+        raise RunError(str(exc)) from None
+    service: EmbeddedService | None = None
+    if target is None:
+        try:
+            service = start_embedded(scenario.service)
+        except EmbeddedError as exc:
+            raise RunError(str(exc)) from None
+        target, admin_token = service.url, service.token
+    try:
+        summary = anyio.run(
+            _run,
+            scenario,
+            target,
+            admin_token,
+            service is not None,
+            run_dir,
+            progress or Progress(scenario, quiet=True),
+            backend_options=run_backend_options(),
+        )
+    finally:
+        if service is not None:
+            service.stop()
+    text = write_run_reports(run_dir, summary)
+    return RunOutcome(summary, run_dir, text)
+
+
+async def _preflight(client: HttpClient, url: str) -> None:
+    with anyio.move_on_after(PREFLIGHT_TIMEOUT_S):
+        answer = await client.health()
+        if answer.ok:
+            return
+        if answer.status == 0:
+            detail = answer.body if isinstance(answer.body, str) else answer.reason
+            raise RunError(f"cannot reach target {url}: {detail}")
+        raise RunError(f"target {url} is not healthy: GET /health answered HTTP {answer.status}")
+    raise RunError(f"target {url} did not answer GET /health within {PREFLIGHT_TIMEOUT_S:g} s")
+
+
+async def _warm(client: HttpClient, connections: int) -> None:
+    """Open the connection pool before the clock starts, as wrk does, so a storm's
+    first second measures the service, not our TCP handshakes."""
+    async with anyio.create_task_group() as tg:
+        for _ in range(connections):
+            tg.start_soon(client.health)
+
+
+async def _setup(client: HttpClient, target: TargetSetup) -> None:
+    if target.budget_usd is None:
+        return
+    answer = await client.set_budget_limit(target.budget_usd, target.soft_budget_usd, target.window)
+    if not answer.ok:
+        raise RunError(
+            f"target refused the budget setup (PUT /v1/budget): {answer.reason or answer.status}"
+        )
+
+
+async def apply_phase_setup(client: HttpClient, phase: Phase) -> list[str]:
+    """Apply a phase's setup to the target; return what the target refused (empty: all applied)."""
+    setup = phase.setup
+    if setup is None:
+        return []
+    steps: list[tuple[str, Awaitable[Answer]]] = []
+    if setup.clear_faults:
+        steps.append(("DELETE /v1/admin/faults", client.clear_faults()))
+    if setup.faults:
+        steps.append(("PUT /v1/admin/faults", client.set_faults(setup.faults)))
+    if setup.budget_usd is not None:
+        steps.append(
+            ("PUT /v1/budget", client.set_budget_limit(setup.budget_usd, setup.soft_budget_usd))
+        )
+    refused = []
+    for what, pending in steps:
+        answer = await pending
+        if not answer.ok:
+            detail = _error_message(answer)
+            refused.append(
+                f"phase {phase.name}: {what} answered {answer.status or answer.reason}: {detail}"
+            )
+    return refused
+
+
+def _error_message(answer: Answer) -> str:
+    body = answer.body
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return str(body["error"].get("message", ""))
+    return str(answer.reason or "")
+
+
+async def _run(
+    scenario: Scenario,
+    url: str,
+    token: str | None,
+    embedded: bool,
+    run_dir: Path,
+    progress: Progress,
+) -> dict[str, Any]:
+    client = HttpClient(
+        url, timeout_s=scenario.timeout_s, max_connections=scenario.max_in_flight, admin_token=token
+    )
+    try:
+        await _preflight(client, url)
+        await _setup(client, scenario.target)
+        refused = await apply_phase_setup(client, scenario.phases[0])
+        if refused:
+            raise RunError(f"target refused the setup of {refused[0]}")
+        await _warm(client, min(scenario.max_in_flight, WARM_CONNECTIONS))
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (once, before the clock starts)
+        except OSError as exc:
+            raise RunError(
+                f"cannot create run directory {run_dir}: {exc.strerror or exc}"
+            ) from exc
+        started_at = datetime.now(UTC).isoformat(timespec="seconds")
+        result = await _storm(scenario, client, run_dir, progress)
+        state = await target_state(client)
+    finally:
+        await client.aclose()
+    summary = build_summary(result, scenario, target=url, embedded=embedded, started_at=started_at)
+    summary["target_state"] = state
+    with_checks(summary, scenario.checks)
+    write_summary(run_dir, summary)
+    return summary
+
+
+async def target_state(client: HttpClient, timeout_s: float = 5.0) -> dict[str, Any]:
+    """The target's own view after the run: budget ledger, notifications, status (None if not served)."""
+    state: dict[str, Any] = {"budget": None, "notifications": None, "status": None}
+    with anyio.move_on_after(timeout_s):
+        calls = (
+            ("budget", client.get_budget),
+            ("notifications", client.notifications),
+            ("status", client.get_system_status),
+        )
+        for name, fetch in calls:
+            answer = await fetch()
+            state[name] = answer.body if answer.ok else None
+    return state
+
+
+async def _storm(
+    scenario: Scenario, client: HttpClient, run_dir: Path, progress: Progress
+) -> RunResult:
+    clock = RealClock()
+    interval_ns = round(scenario.interval_s * NS_PER_S)
+    recorder = Recorder(interval_ns)
+    config = EngineConfig(
+        duration_ns=round(scenario.duration_s * NS_PER_S),
+        interval_ns=interval_ns,
+        timeout_s=scenario.timeout_s,
+        max_in_flight=scenario.max_in_flight,
+        drain_s=scenario.drain_s,
+        health_probe_interval_s=scenario.analysis.health_probe_interval_s,
+        phase_ends_ns=tuple(round(end * NS_PER_S) for _, end in scenario.phase_bounds()),
+    )
+    writer: list[HlogWriter] = []
+
+    def on_interval(stats: IntervalStats) -> None:
+        if not writer:
+            writer.append(HlogWriter(run_dir / "latency.hlog", engine.start_epoch_s))
+        writer[0].write(stats)
+        progress.show(stats, engine)
+
+    setup_errors: list[str] = []
+
+    async def on_phase(index: int) -> None:
+        refused = await apply_phase_setup(client, scenario.phases[index])
+        for message in refused:
+            click.echo(f"zg-load: target refused the setup of {message}", err=True)
+        setup_errors.extend(refused)
+
+    engine = Engine(client, clock, recorder, config, on_interval, on_phase=on_phase)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch_signals, engine)
+            result = await engine.run(plan(scenario), closed_streams(scenario))
+            tg.cancel_scope.cancel()
+    finally:
+        for w in writer:
+            w.close()
+        progress.close()
+    result.setup_errors.extend(setup_errors)
+    return result
+
+
+async def _watch_signals(engine: Engine) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            click.echo("\nzg-load: stopping; keeping what was measured (partial run)", err=True)
+            engine.stop("interrupted")
