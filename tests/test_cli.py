@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from zg_load.cli import cli
+from zg_load.client import Answer, HttpClient
 from zg_load.hlog import parse_log
 
 SMOKE = Path(__file__).parent.parent / "scenarios" / "smoke.toml"
@@ -136,3 +137,54 @@ def test_help_has_examples() -> None:
     for command in ("run", "validate", "report"):
         code, stdout, _ = invoke(command, "--help")
         assert code == 0 and "Example" in stdout
+
+
+class CountingClient(HttpClient):
+    """A user's adapter, loaded by import path: counts the approvals it sends."""
+
+    approvals = 0
+
+    async def request_approval(
+        self,
+        task_description: str,
+        estimated_cost: float,
+        priority: int,
+        agent_id: str | None = None,
+    ) -> Answer:
+        CountingClient.approvals += 1
+        return await super().request_approval(task_description, estimated_cost, priority, agent_id)
+
+
+def test_a_users_client_adapter_loads_by_import_path(tmp_path: Path) -> None:
+    CountingClient.approvals = 0
+    out = tmp_path / "run"
+    code, stdout, _ = invoke(
+        "run",
+        str(relaxed_smoke(tmp_path)),
+        "--out",
+        str(out),
+        "-q",
+        "--client",
+        f"{__name__}:CountingClient",
+    )
+    assert code == 0, stdout
+    assert CountingClient.approvals == 100
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("nope", "bad client 'nope': expected 'module:Class'"),
+        (
+            "no_such_module_zz:X",
+            "bad client 'no_such_module_zz:X': cannot import no_such_module_zz",
+        ),
+        (
+            "zg_load.client:Nope",
+            "bad client 'zg_load.client:Nope': zg_load.client has no class Nope",
+        ),
+    ],
+)
+def test_bad_client_spec(spec: str, message: str) -> None:
+    code, _, stderr = invoke("run", str(SMOKE), "--client", spec)
+    assert code == 2 and stderr.startswith(f"zg-load: {message}")

@@ -15,6 +15,7 @@ import click
 
 from zg_load import __version__
 from zg_load.cli_reports import compare, report
+from zg_load.client import load_client_class
 from zg_load.progress import Progress
 from zg_load.runner import RunError, execute
 from zg_load.scenario import Scenario, ScenarioError, parse_scenario
@@ -77,6 +78,13 @@ def cli() -> None:
     metavar="TOKEN",
     help="Admin bearer token of the target (env ZG_LOAD_ADMIN_TOKEN).",
 )
+@click.option(
+    "--client",
+    "client_spec",
+    metavar="MODULE:CLASS",
+    help="Your own AIOpsClient adapter, constructed as CLASS(url, timeout_s=, "
+    "max_connections=, admin_token=).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No live progress; print only the report.")
 @click.option(
     "--progress",
@@ -89,6 +97,7 @@ def run(
     target: str | None,
     out: Path | None,
     admin_token: str | None,
+    client_spec: str | None,
     quiet: bool,
     force_progress: bool,
 ) -> None:
@@ -104,9 +113,20 @@ def run(
     """
     scenario = load_scenario(scenario_file)
     url = check_url(target) if target else None
+    try:
+        client_class = load_client_class(client_spec) if client_spec else None
+    except ValueError as exc:
+        fail(str(exc))
     progress = Progress(scenario, quiet=quiet, force=force_progress)
     try:
-        outcome = execute(scenario, target=url, admin_token=admin_token, out=out, progress=progress)
+        outcome = execute(
+            scenario,
+            target=url,
+            admin_token=admin_token,
+            out=out,
+            progress=progress,
+            client_class=client_class,
+        )
     except RunError as exc:
         fail(str(exc))
     click.echo(outcome.text, nl=False)

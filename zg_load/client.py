@@ -88,6 +88,30 @@ class AdminClient(Protocol):
     async def reset(self) -> Answer: ...
 
 
+@runtime_checkable
+class TargetClient(AIOpsClient, AdminClient, Protocol):
+    """A client for the calls and the admin calls: what a run with phase setup needs."""
+
+
+def make_target_client(
+    base_url: str,
+    *,
+    timeout_s: float,
+    max_connections: int,
+    admin_token: str | None,
+    client_class: type[Any] | None = None,
+) -> TargetClient:
+    """The HTTP client, or a user's adapter class constructed with the same arguments."""
+    cls = client_class or HttpClient
+    client = cls(
+        base_url, timeout_s=timeout_s, max_connections=max_connections, admin_token=admin_token
+    )
+    missing = [m for m in ("request_approval", "health", "aclose") if not hasattr(client, m)]
+    if missing:
+        raise TypeError(f"client {cls.__module__}:{cls.__qualname__} lacks {', '.join(missing)}")
+    return client
+
+
 TASK_OPTIONS = ("approval_id", "model", "fallbacks", "timeout_s", "correct")
 
 

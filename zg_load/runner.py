@@ -21,7 +21,7 @@ import click
 
 from zg_load.artifacts import HlogWriter, check_run_dir, default_run_dir, write_summary
 from zg_load.cli_reports import write_run_reports
-from zg_load.client import Answer, HttpClient
+from zg_load.client import Answer, TargetClient, make_target_client
 from zg_load.clock import RealClock
 from zg_load.embedded import EmbeddedError, EmbeddedService, start_embedded
 from zg_load.engine import Engine, EngineConfig
@@ -40,8 +40,6 @@ PREFLIGHT_TIMEOUT_S = 5.0
 class RunError(Exception):
     """The run cannot start: the target is unreachable or refused the setup, or the run
     directory is unusable. The message is one line for the user."""
-
-
 
 
 @dataclass(frozen=True)
@@ -67,6 +65,7 @@ def execute(
     out: Path | None = None,
     progress: Progress | None = None,
     results_root: Path = Path("results"),
+    client_class: type[Any] | None = None,
 ) -> RunOutcome:
     """Run a scenario against ``target`` (or the embedded service) and write its run directory."""
     try:
@@ -89,6 +88,7 @@ def execute(
             service is not None,
             run_dir,
             progress or Progress(scenario, quiet=True),
+            client_class,
             backend_options=run_backend_options(),
         )
     finally:
@@ -98,7 +98,7 @@ def execute(
     return RunOutcome(summary, run_dir, text)
 
 
-async def _preflight(client: HttpClient, url: str) -> None:
+async def _preflight(client: TargetClient, url: str) -> None:
     with anyio.move_on_after(PREFLIGHT_TIMEOUT_S):
         answer = await client.health()
         if answer.ok:
@@ -110,7 +110,7 @@ async def _preflight(client: HttpClient, url: str) -> None:
     raise RunError(f"target {url} did not answer GET /health within {PREFLIGHT_TIMEOUT_S:g} s")
 
 
-async def _warm(client: HttpClient, connections: int) -> None:
+async def _warm(client: TargetClient, connections: int) -> None:
     """Open the connection pool before the clock starts, as wrk does, so a storm's
     first second measures the service, not our TCP handshakes."""
     async with anyio.create_task_group() as tg:
@@ -118,7 +118,7 @@ async def _warm(client: HttpClient, connections: int) -> None:
             tg.start_soon(client.health)
 
 
-async def _setup(client: HttpClient, target: TargetSetup) -> None:
+async def _setup(client: TargetClient, target: TargetSetup) -> None:
     if target.budget_usd is None:
         return
     answer = await client.set_budget_limit(target.budget_usd, target.soft_budget_usd, target.window)
@@ -128,7 +128,7 @@ async def _setup(client: HttpClient, target: TargetSetup) -> None:
         )
 
 
-async def apply_phase_setup(client: HttpClient, phase: Phase) -> list[str]:
+async def apply_phase_setup(client: TargetClient, phase: Phase) -> list[str]:
     """Apply a phase's setup to the target; return what the target refused (empty: all applied)."""
     setup = phase.setup
     if setup is None:
@@ -167,10 +167,18 @@ async def _run(
     embedded: bool,
     run_dir: Path,
     progress: Progress,
+    client_class: type[Any] | None,
 ) -> dict[str, Any]:
-    client = HttpClient(
-        url, timeout_s=scenario.timeout_s, max_connections=scenario.max_in_flight, admin_token=token
-    )
+    try:
+        client = make_target_client(
+            url,
+            timeout_s=scenario.timeout_s,
+            max_connections=scenario.max_in_flight,
+            admin_token=token,
+            client_class=client_class,
+        )
+    except (TypeError, ValueError) as exc:
+        raise RunError(f"cannot use the client: {exc}") from None
     try:
         await _preflight(client, url)
         await _setup(client, scenario.target)
@@ -181,9 +189,7 @@ async def _run(
         try:
             run_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (once, before the clock starts)
         except OSError as exc:
-            raise RunError(
-                f"cannot create run directory {run_dir}: {exc.strerror or exc}"
-            ) from exc
+            raise RunError(f"cannot create run directory {run_dir}: {exc.strerror or exc}") from exc
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
         result = await _storm(scenario, client, run_dir, progress)
         state = await target_state(client)
@@ -196,7 +202,7 @@ async def _run(
     return summary
 
 
-async def target_state(client: HttpClient, timeout_s: float = 5.0) -> dict[str, Any]:
+async def target_state(client: TargetClient, timeout_s: float = 5.0) -> dict[str, Any]:
     """The target's own view after the run: budget ledger, notifications, status (None if not served)."""
     state: dict[str, Any] = {"budget": None, "notifications": None, "status": None}
     with anyio.move_on_after(timeout_s):
@@ -212,7 +218,7 @@ async def target_state(client: HttpClient, timeout_s: float = 5.0) -> dict[str, 
 
 
 async def _storm(
-    scenario: Scenario, client: HttpClient, run_dir: Path, progress: Progress
+    scenario: Scenario, client: TargetClient, run_dir: Path, progress: Progress
 ) -> RunResult:
     clock = RealClock()
     interval_ns = round(scenario.interval_s * NS_PER_S)
