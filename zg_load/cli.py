@@ -17,7 +17,7 @@ from zg_load import __version__
 from zg_load.cli_reports import compare, report
 from zg_load.client import load_client_class
 from zg_load.progress import Progress
-from zg_load.runner import RunError, execute
+from zg_load.runner import RunError, ScaleOut, execute
 from zg_load.scenario import Scenario, ScenarioError, parse_scenario
 from zg_load.schedule import ClosedLoop, expected_count
 
@@ -85,6 +85,24 @@ def cli() -> None:
     help="Your own AIOpsClient adapter, constructed as CLASS(url, timeout_s=, "
     "max_connections=, admin_token=).",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes on this machine, each with its exact share of the one schedule; "
+    "histograms and the interval log are merged exactly.",
+)
+@click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[ADDRESS]",
+    help="Run the workers as Ray actors: a local Ray, or the cluster at ADDRESS "
+    "(pip install 'zg-load[ray]'). Write it after the scenario file, or as --ray=ADDRESS.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No live progress; print only the report.")
 @click.option(
     "--progress",
@@ -98,6 +116,8 @@ def run(
     out: Path | None,
     admin_token: str | None,
     client_spec: str | None,
+    workers: int,
+    ray_address: str | None,
     quiet: bool,
     force_progress: bool,
 ) -> None:
@@ -107,6 +127,8 @@ def run(
     Examples:
       zg-load run scenarios/high_priority_storm.toml
       zg-load run scenarios/smoke.toml --target http://127.0.0.1:8080 --out results/smoke-1
+      zg-load run scenarios/high_priority_storm.toml --workers 2
+      zg-load run scenarios/high_priority_storm.toml --ray=ray://head:10001
 
     Exit code 0 when every check passed, 1 when a check failed, 2 on a usage,
     scenario or target error.
@@ -126,6 +148,7 @@ def run(
             out=out,
             progress=progress,
             client_class=client_class,
+            scale=ScaleOut(workers, ray_address),
         )
     except RunError as exc:
         fail(str(exc))

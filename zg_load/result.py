@@ -7,11 +7,25 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from zg_load.analysis import IntervalView
 from zg_load.hdr import Histogram
-from zg_load.recorder import Recorder
+from zg_load.recorder import Key
+
+
+class Totals(Protocol):
+    """Whole-run histograms and counts: a Recorder, or the exact merge of several workers'."""
+
+    def latency(self, key: Key) -> Histogram: ...
+
+    def service(self, key: Key) -> Histogram: ...
+
+    def lag(self) -> Histogram: ...
+
+    def counts(self) -> dict[Key, int]: ...
+
+    def keys(self) -> list[Key]: ...
 
 
 @dataclass
@@ -43,7 +57,7 @@ class Tally:
 @dataclass
 class RunResult:
     tally: Tally
-    recorder: Recorder
+    recorder: Totals
     intervals: list[IntervalView]
     phase_latency: list[dict[tuple[str, int, str], Histogram]]
     intended_at: dict[int, int]  # interval index -> requests that fell due in it

@@ -10,11 +10,12 @@ what it measured and is marked partial), and writes the run directory.
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import click
@@ -66,8 +67,13 @@ def execute(
     progress: Progress | None = None,
     results_root: Path = Path("results"),
     client_class: type[Any] | None = None,
+    scale: ScaleOut | None = None,
 ) -> RunOutcome:
     """Run a scenario against ``target`` (or the embedded service) and write its run directory."""
+    if client_class is not None and scale is not None and scale.active:
+        raise RunError(
+            "--client cannot be combined with --workers or --ray: workers use the built-in client"
+        )
     try:
         run_dir = check_run_dir(out or default_run_dir(scenario.name, results_root))
     except (FileExistsError, OSError) as exc:
@@ -89,6 +95,7 @@ def execute(
             run_dir,
             progress or Progress(scenario, quiet=True),
             client_class,
+            scale or ScaleOut(),
             backend_options=run_backend_options(),
         )
     finally:
@@ -168,6 +175,7 @@ async def _run(
     run_dir: Path,
     progress: Progress,
     client_class: type[Any] | None,
+    scale: ScaleOut,
 ) -> dict[str, Any]:
     try:
         client = make_target_client(
@@ -191,7 +199,10 @@ async def _run(
         except OSError as exc:
             raise RunError(f"cannot create run directory {run_dir}: {exc.strerror or exc}") from exc
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
-        result = await _storm(scenario, client, run_dir, progress)
+        if scale.active:
+            result = await _storm_scaled(scenario, client, run_dir, progress, scale)
+        else:
+            result = await _storm(scenario, client, run_dir, progress)
         state = await target_state(client)
     finally:
         await client.aclose()
@@ -262,7 +273,87 @@ async def _storm(
     return result
 
 
-async def _watch_signals(engine: Engine) -> None:
+@dataclass(frozen=True)
+class ScaleOut:
+    """Run on several worker processes, or as Ray actors (``ray_address`` "" = a local Ray)."""
+
+    workers: int = 1
+    ray_address: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.workers > 1 or self.ray_address is not None
+
+
+class _Pool(Protocol):
+    start_epoch_s: float | None
+
+    @property
+    def in_flight(self) -> int: ...
+
+    def stop(self, reason: str = "interrupted") -> None: ...
+
+
+async def _storm_scaled(
+    scenario: Scenario, client: TargetClient, run_dir: Path, progress: Progress, scale: ScaleOut
+) -> RunResult:
+    """The scenario on worker processes or Ray actors; phase setups stay in this process."""
+    from zg_load.ray_workers import RayPool
+    from zg_load.workers import WorkerPool
+
+    writer: list[HlogWriter] = []
+    url = getattr(client, "base_url", "")
+    pool: WorkerPool | RayPool
+
+    def on_interval(stats: IntervalStats) -> None:
+        if not writer:
+            writer.append(HlogWriter(run_dir / "latency.hlog", pool.start_epoch_s or time.time()))
+        writer[0].write(stats)
+        progress.show(stats, pool)
+
+    setup_errors: list[str] = []
+    if scale.ray_address is None:
+        pool = WorkerPool(scenario, url, scale.workers, on_interval=on_interval)
+    else:
+        pool = RayPool(
+            scenario, url, scale.workers, scale.ray_address or None, on_interval=on_interval
+        )
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch_signals, pool)
+            tg.start_soon(_phase_setups, scenario, client, pool, setup_errors)
+            if isinstance(pool, WorkerPool):
+                result = await pool.run()
+            else:
+                result = await anyio.to_thread.run_sync(pool.run)
+            tg.cancel_scope.cancel()
+    finally:
+        for w in writer:
+            w.close()
+        progress.close()
+    result.setup_errors.extend(setup_errors)
+    return result
+
+
+async def _phase_setups(
+    scenario: Scenario, client: TargetClient, pool: _Pool, errors: list[str]
+) -> None:
+    """Apply phase setups (after the first) on the pool's shared start + each phase's start."""
+    while pool.start_epoch_s is None:  # noqa: ASYNC110 (Ray sets it from its own thread)
+        await anyio.sleep(0.02)
+    for (start_s, _), phase in list(zip(scenario.phase_bounds(), scenario.phases, strict=True))[1:]:
+        await anyio.sleep(max(0.0, pool.start_epoch_s + start_s - time.time()))
+        refused = await apply_phase_setup(client, phase)
+        for message in refused:
+            click.echo(f"zg-load: target refused the setup of {message}", err=True)
+        errors.extend(refused)
+
+
+class _Stoppable(Protocol):
+    def stop(self, reason: str = "interrupted") -> None: ...
+
+
+async def _watch_signals(engine: _Stoppable) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for _ in signals:
             click.echo("\nzg-load: stopping; keeping what was measured (partial run)", err=True)

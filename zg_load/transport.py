@@ -1,0 +1,41 @@
+"""Choosing the HTTP transport: ``fast`` (uvloop protocol + httptools) or ``aiohttp``.
+
+Both give the same ``Answer`` for the same exchange and pass one shared test suite.
+``DEFAULT_TRANSPORT`` is the one that measures faster (see benchmarks/README.md); aiohttp
+stays for what the fast transport does not do (proxies, client certificates, redirects).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol, get_args
+
+from zg_load.client import AdminClient, AIOpsClient, HttpClient
+from zg_load.fasthttp import FastHttpClient
+
+TransportKind = Literal["fast", "aiohttp"]
+TRANSPORTS: tuple[TransportKind, ...] = get_args(TransportKind)
+DEFAULT_TRANSPORT: TransportKind = "fast"
+
+
+class ServiceClient(AIOpsClient, AdminClient, Protocol):
+    """What both transports give: the AI Ops calls and the admin calls."""
+
+
+def make_client(
+    kind: TransportKind,
+    base_url: str,
+    *,
+    timeout_s: float = 5.0,
+    max_connections: int = 1024,
+    admin_token: str | None = None,
+) -> ServiceClient:
+    """A client for ``base_url`` over the ``kind`` transport; ValueError for an unknown kind."""
+    if kind == "fast":
+        return FastHttpClient(
+            base_url, timeout_s=timeout_s, max_connections=max_connections, admin_token=admin_token
+        )
+    if kind == "aiohttp":
+        return HttpClient(
+            base_url, timeout_s=timeout_s, max_connections=max_connections, admin_token=admin_token
+        )
+    raise ValueError(f"unknown transport {kind!r}; expected one of {', '.join(TRANSPORTS)}")
