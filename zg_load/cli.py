@@ -20,6 +20,7 @@ from zg_load.progress import Progress
 from zg_load.runner import RunError, ScaleOut, execute
 from zg_load.scenario import Scenario, ScenarioError, parse_scenario
 from zg_load.schedule import ClosedLoop, expected_count
+from zg_load.transport import DEFAULT_TRANSPORT, TRANSPORTS, TransportKind
 
 NS_PER_S = 1_000_000_000
 WARM_CONNECTIONS = 256
@@ -103,6 +104,13 @@ def cli() -> None:
     help="Run the workers as Ray actors: a local Ray, or the cluster at ADDRESS "
     "(pip install 'zg-load[ray]'). Write it after the scenario file, or as --ray=ADDRESS.",
 )
+@click.option(
+    "--transport",
+    type=click.Choice(TRANSPORTS),
+    default=DEFAULT_TRANSPORT,
+    show_default=True,
+    help="HTTP transport: fast (uvloop protocol + httptools) or aiohttp (proxies, client certs).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No live progress; print only the report.")
 @click.option(
     "--progress",
@@ -118,6 +126,7 @@ def run(
     client_spec: str | None,
     workers: int,
     ray_address: str | None,
+    transport: TransportKind,
     quiet: bool,
     force_progress: bool,
 ) -> None:
@@ -148,7 +157,7 @@ def run(
             out=out,
             progress=progress,
             client_class=client_class,
-            scale=ScaleOut(workers, ray_address),
+            scale=ScaleOut(workers, ray_address, transport),
         )
     except RunError as exc:
         fail(str(exc))

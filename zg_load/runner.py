@@ -32,6 +32,7 @@ from zg_load.recorder import IntervalStats, Recorder
 from zg_load.result import RunResult
 from zg_load.scenario import Phase, Scenario, TargetSetup
 from zg_load.summary import build_summary, with_checks
+from zg_load.transport import DEFAULT_TRANSPORT, TransportKind, make_client
 
 NS_PER_S = 1_000_000_000
 WARM_CONNECTIONS = 256
@@ -178,13 +179,22 @@ async def _run(
     scale: ScaleOut,
 ) -> dict[str, Any]:
     try:
-        client = make_target_client(
-            url,
-            timeout_s=scenario.timeout_s,
-            max_connections=scenario.max_in_flight,
-            admin_token=token,
-            client_class=client_class,
-        )
+        if client_class is None:
+            client: TargetClient = make_client(
+                scale.transport,
+                url,
+                timeout_s=scenario.timeout_s,
+                max_connections=scenario.max_in_flight,
+                admin_token=token,
+            )
+        else:
+            client = make_target_client(
+                url,
+                timeout_s=scenario.timeout_s,
+                max_connections=scenario.max_in_flight,
+                admin_token=token,
+                client_class=client_class,
+            )
     except (TypeError, ValueError) as exc:
         raise RunError(f"cannot use the client: {exc}") from None
     try:
@@ -279,6 +289,7 @@ class ScaleOut:
 
     workers: int = 1
     ray_address: str | None = None
+    transport: TransportKind = DEFAULT_TRANSPORT
 
     @property
     def active(self) -> bool:
@@ -299,7 +310,7 @@ async def _storm_scaled(
 ) -> RunResult:
     """The scenario on worker processes or Ray actors; phase setups stay in this process."""
     from zg_load.ray_workers import RayPool
-    from zg_load.workers import WorkerPool
+    from zg_load.workers import WorkerPool, WorkerSettings
 
     writer: list[HlogWriter] = []
     url = getattr(client, "base_url", "")
@@ -313,10 +324,16 @@ async def _storm_scaled(
 
     setup_errors: list[str] = []
     if scale.ray_address is None:
-        pool = WorkerPool(scenario, url, scale.workers, on_interval=on_interval)
+        settings = WorkerSettings(transport=scale.transport)
+        pool = WorkerPool(scenario, url, scale.workers, on_interval=on_interval, settings=settings)
     else:
         pool = RayPool(
-            scenario, url, scale.workers, scale.ray_address or None, on_interval=on_interval
+            scenario,
+            url,
+            scale.workers,
+            scale.ray_address or None,
+            on_interval=on_interval,
+            settings=WorkerSettings(transport=scale.transport),
         )
     try:
         async with anyio.create_task_group() as tg:
