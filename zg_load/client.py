@@ -191,7 +191,7 @@ class HttpClient:
                 method, self.base_url + path, data=data, headers=headers
             ) as resp:
                 raw = await resp.read()
-                return _answer(resp.status, raw)
+                return answer_for_response(resp.status, raw)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # mapped by the one table; unknown ones re-raise
@@ -271,7 +271,8 @@ class HttpClient:
         return await self._call("POST", "/v1/admin/reset", {}, admin=True)
 
 
-def _answer(status: int, raw: bytes) -> Answer:
+def answer_for_response(status: int, raw: bytes) -> Answer:
+    """Classify an HTTP answer (status and raw body) into an ``Answer``; shared by both transports."""
     body: Any = None
     if raw:
         try:

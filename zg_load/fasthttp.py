@@ -29,7 +29,7 @@ from urllib.parse import quote, urlsplit
 import httptools
 import orjson
 
-from zg_load.client import Answer, _answer, task_body
+from zg_load.client import Answer, answer_for_response, task_body
 from zg_load.outcome import Outcome
 
 STATUS_TIMEOUT = -1  # no answer within timeout_s
@@ -446,4 +446,4 @@ def answer_for(status: int, body: bytes) -> Answer:
         return Answer(Outcome.TIMEOUT, 0, body.decode("ascii", "replace"))
     if status == STATUS_TRANSPORT:
         return Answer(Outcome.TRANSPORT, 0, body.decode("ascii", "replace"))
-    return _answer(status, body)
+    return answer_for_response(status, body)

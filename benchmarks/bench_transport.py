@@ -1,0 +1,212 @@
+"""zg_load's transports against wrk and Locust, side by side, on one loopback target.
+
+The target (nginx if installed, else the built-in uvloop + httptools target) is pinned to
+one core and every generator, one after the other, to another, for the same time, with
+the same number of connections. Prints requests/s, the generator's CPU use, requests/s
+per generator core (requests/s divided by the cores it used) and the ratios to wrk and
+Locust, then open-loop runs at fractions of the measured ceiling (achieved / requested).
+
+  python benchmarks/bench_transport.py                 # 10 s per generator
+  python benchmarks/bench_transport.py --duration 5 --repeat 3 --install
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import loopback
+
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass
+class Figure:
+    name: str
+    rate: float | None  # requests/s; None: skipped
+    cpu: float = 0.0  # generator cores used (CPU seconds / wall seconds)
+    note: str = ""
+
+    @property
+    def per_core(self) -> float | None:
+        if self.rate is None:
+            return None
+        return self.rate / max(self.cpu, 0.05) if self.cpu else self.rate
+
+
+def timed(cmd: list[str], core: int | None, timeout_s: float) -> tuple[str, float, float]:
+    """(stdout, wall seconds, CPU seconds) of a pinned child."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    out = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        preexec_fn=loopback.pinned(core),
+        cwd=HERE,
+    )
+    wall_s = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if out.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed ({out.returncode}): {out.stderr[-1500:]}")
+    return out.stdout, wall_s, cpu_s
+
+
+def run_wrk(url: str, args: argparse.Namespace, core: int | None) -> Figure:
+    if loopback.which("wrk") is None:
+        return Figure("wrk", None, note="skipped: apt-get install wrk")
+    cmd = ["wrk", "-t1", f"-c{args.connections}", f"-d{args.duration:g}s", url + "/"]
+    out, wall_s, cpu_s = timed(cmd, core, args.duration + 30)
+    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if found is None:
+        raise RuntimeError(f"wrk printed no Requests/sec:\n{out}")
+    return Figure("wrk", float(found.group(1)), cpu_s / wall_s)
+
+
+def run_zg(name: str, url: str, args: argparse.Namespace, core: int | None, *extra: str) -> Figure:
+    cmd = [sys.executable, "gen_zg.py", *extra, "--url", url]
+    cmd += ["--connections", str(args.connections), "--duration", str(args.duration)]
+    out, wall_s, cpu_s = timed(cmd, core, args.duration + 60)
+    result = json.loads(out.strip().splitlines()[-1])
+    # the child also spent CPU on start-up and warm-up: count the measured share only
+    busy = cpu_s / wall_s
+    note = f"p50 {result['p50_us']} us, p99 {result['p99_us']} us"
+    return Figure(name, float(result["rate"]), busy, note)
+
+
+def run_locust(url: str, args: argparse.Namespace, core: int | None) -> Figure:
+    try:
+        import locust  # noqa: F401
+    except ImportError:
+        return Figure("Locust FastHttpUser", None, note="skipped: pip install locust")
+    with tempfile.TemporaryDirectory(prefix="zg-bench-locust-") as tmp:
+        prefix = str(Path(tmp) / "run")
+        cmd = [sys.executable, "-m", "locust", "-f", "locustfile.py", "--headless"]
+        cmd += ["-u", str(args.connections), "-r", str(args.connections), "--host", url]
+        cmd += ["-t", f"{args.duration:g}s", "--csv", prefix, "--only-summary"]
+        cmd += ["--loglevel", "ERROR", "--stop-timeout", "1"]
+        _, wall_s, cpu_s = timed(cmd, core, args.duration + 60)
+        with open(prefix + "_stats.csv", newline="") as f:
+            rows = {row["Name"]: row for row in csv.DictReader(f)}
+    return Figure("Locust FastHttpUser", float(rows["Aggregated"]["Requests/s"]), cpu_s / wall_s)
+
+
+def best(runs: list[Figure]) -> Figure:
+    """The run with the highest rate: noise on a shared machine only ever slows a run."""
+    measured = [f for f in runs if f.rate is not None]
+    return max(measured, key=lambda f: f.rate or 0.0) if measured else runs[0]
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    return "n/a" if a is None or not b else f"{a / b:.2f}x"
+
+
+def show(figures: list[Figure]) -> None:
+    wrk = next((f.per_core for f in figures if f.name == "wrk"), None)
+    locust = next((f.per_core for f in figures if f.name.startswith("Locust")), None)
+    print(
+        f"{'generator':34} {'req/s':>9} {'cores':>6} {'req/s/core':>11} {'vs wrk':>7} {'vs Locust':>9}"
+    )
+    for f in figures:
+        if f.rate is None:
+            print(f"{f.name:34} {f.note}")
+            continue
+        per_core = f.per_core or 0.0
+        print(
+            f"{f.name:34} {f.rate:9.0f} {f.cpu:6.2f} {per_core:11.0f} "
+            f"{ratio(f.per_core, wrk):>7} {ratio(f.per_core, locust):>9}  {f.note}"
+        )
+
+
+def open_loop(url: str, args: argparse.Namespace, core: int | None, ceiling: float) -> None:
+    print(f"\nopen loop, full recording (ceiling {ceiling:.0f} req/s from the raw closed loop):")
+    print(
+        f"{'mode':28} {'requested':>10} {'achieved':>10} {'ratio':>8} {'p99 us':>8} {'lag p99 us':>10}"
+    )
+    for mode, transport in (("open", "fast"), ("engine", "fast"), ("engine", "aiohttp")):
+        for fraction in args.fractions:
+            rate = round(ceiling * fraction)
+            if mode == "engine" and transport == "aiohttp":
+                rate = min(rate, 4000)
+            cmd = [sys.executable, "gen_zg.py", mode, "--url", url, "--transport", transport]
+            cmd += ["--connections", "1024", "--duration", str(args.duration), "--rate", str(rate)]
+            out, _, _ = timed(cmd, core, args.duration + 60)
+            r = json.loads(out.strip().splitlines()[-1])
+            name = f"{mode} ({transport})"
+            print(
+                f"{name:28} {rate:10d} {r['rate']:10.0f} {r['achieved_ratio']:8.4f} "
+                f"{r['p99_us']!s:>8} {r['lag_p99_us']!s:>10}"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per generator")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--repeat", type=int, default=1, help="runs per generator; best kept")
+    parser.add_argument("--target", choices=["auto", "nginx", "builtin"], default="auto")
+    parser.add_argument("--install", action="store_true", help="apt-get install nginx if missing")
+    parser.add_argument("--fractions", type=float, nargs="*", default=[0.5, 0.8])
+    args = parser.parse_args()
+    if args.install and not os.path.exists(loopback.NGINX):
+        loopback.install_nginx()
+    kind = loopback.pick_target(args.target)
+    gen_core, target_core = loopback.cores()
+    if gen_core == target_core:
+        print("one core only: generator and target share it (figures are not comparable)")
+        gen_core = target_core = None  # type: ignore[assignment]
+    print(f"{date.today()} {platform.node()} {platform.processor() or platform.machine()}")
+    print(f"target {kind} on core {target_core}, generators on core {gen_core}, ", end="")
+    print(f"{args.connections} connections, {args.duration:g} s each, best of {args.repeat}\n")
+    generators = [
+        ("wrk", lambda url: run_wrk(url, args, gen_core)),
+        (
+            "zg_load fast, raw send",
+            lambda url: run_zg("zg_load fast (raw send)", url, args, gen_core, "raw"),
+        ),
+        (
+            "zg_load fast, client",
+            lambda url: run_zg(
+                "zg_load fast (AIOpsClient)", url, args, gen_core, "client", "--transport", "fast"
+            ),
+        ),
+        (
+            "zg_load aiohttp, client",
+            lambda url: run_zg(
+                "zg_load aiohttp (AIOpsClient)",
+                url,
+                args,
+                gen_core,
+                "client",
+                "--transport",
+                "aiohttp",
+            ),
+        ),
+        ("locust", lambda url: run_locust(url, args, gen_core)),
+    ]
+    with loopback.start_target(kind, target_core) as url:
+        figures = [best([run(url) for _ in range(args.repeat)]) for _, run in generators]
+        show(figures)
+        raw = figures[1].rate
+        if args.fractions and raw:
+            open_loop(url, args, gen_core, raw)
+
+
+if __name__ == "__main__":
+    main()
