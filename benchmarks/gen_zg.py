@@ -9,7 +9,7 @@ Modes:
   open    fast transport, callback API, open loop at --rate: every due request is sent on
           each timer wake-up (the task-free hot path the engine could use)
   client  an ``AIOpsClient`` (--transport fast|aiohttp), N looping tasks awaiting health()
-  engine  zg_load's Engine (one task per request), open loop at --rate, approvals
+  engine  zg_load's Engine, open loop at --rate, approvals (the fast transport's callback path)
 
   python benchmarks/gen_zg.py raw --url http://127.0.0.1:8080 --duration 10
 """

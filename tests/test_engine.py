@@ -184,3 +184,22 @@ async def test_closed_loop_users_wait_for_answers_and_think() -> None:
     assert (r.tally.intended, r.tally.sent, r.tally.ok) == (40, 40, 40)
     lat = r.recorder.latency(("approval", 2, "ok"))
     assert lat.min_us == lat.max_us == 10 * MS_US
+
+
+async def test_fast_schedules_are_sent_in_batches_not_busy_polled() -> None:
+    # 5,000/s is a request every 0.2 ms; the scheduler wakes at most once per ms
+    # (min_sleep) and sends every request that fell due, recording their lag.
+    clock = ManualClock()
+    cfg = EngineConfig(duration_ns=S // 100, health_probe_interval_s=None, min_sleep_ns=1_000_000)
+    with clock.installed():
+        client = ScriptedClient(clock, service_time_s=0.001)
+        engine = Engine(client, clock, Recorder(S), cfg)
+        with anyio.fail_after(60):
+            r = await engine.run(planned(5000, 0.01))
+    identity(r)
+    assert (r.tally.intended, r.tally.sent, r.tally.ok) == (50, 50, 50)
+    send_times = sorted({t for t, _ in client.calls})
+    # one batch per millisecond: 0, 1, ..., 10 ms (9.2 .. 9.8 ms go out at the last wake)
+    assert send_times == [pytest.approx(k / 1000) for k in range(11)]
+    lag = r.recorder.lag()
+    assert lag.min_us == 0 and lag.max_us == 800  # the request at +0.2 ms waits for +1 ms
