@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -149,53 +150,13 @@ def answer_for_exception(exc: BaseException) -> Answer:
     raise exc
 
 
-class HttpClient:
-    """aiohttp + orjson client for the REST API (DESIGN §3)."""
+class AIOpsCalls(ABC):
+    """The AI Ops calls of DESIGN §3 over one ``_call``; each transport supplies ``_call``."""
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        timeout_s: float = 5.0,
-        max_connections: int = 1024,
-        admin_token: str | None = None,
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._max_connections = max_connections
-        self._admin_token = admin_token
-        self._session: aiohttp.ClientSession | None = None
-
-    def _open(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0)
-            self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, raise_for_status=False
-            )
-        return self._session
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
+    @abstractmethod
     async def _call(
         self, method: str, path: str, body: dict[str, Any] | None = None, admin: bool = False
-    ) -> Answer:
-        headers = {"content-type": "application/json"} if body is not None else {}
-        if admin and self._admin_token:
-            headers["authorization"] = f"Bearer {self._admin_token}"
-        data = orjson.dumps(body) if body is not None else None
-        try:
-            async with self._open().request(
-                method, self.base_url + path, data=data, headers=headers
-            ) as resp:
-                raw = await resp.read()
-                return answer_for_response(resp.status, raw)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # mapped by the one table; unknown ones re-raise
-            return answer_for_exception(exc)
+    ) -> Answer: ...
 
     async def set_budget_limit(
         self, max_usd: float, soft_usd: float | None = None, window: str | None = None
@@ -269,6 +230,55 @@ class HttpClient:
     async def reset(self) -> Answer:
         """Admin: clear spend, reservations, counters and faults (needs the admin token)."""
         return await self._call("POST", "/v1/admin/reset", {}, admin=True)
+
+
+class HttpClient(AIOpsCalls):
+    """aiohttp + orjson client for the REST API (DESIGN §3)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout_s: float = 5.0,
+        max_connections: int = 1024,
+        admin_token: str | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._max_connections = max_connections
+        self._admin_token = admin_token
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0)
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=self._timeout, raise_for_status=False
+            )
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _call(
+        self, method: str, path: str, body: dict[str, Any] | None = None, admin: bool = False
+    ) -> Answer:
+        headers = {"content-type": "application/json"} if body is not None else {}
+        if admin and self._admin_token:
+            headers["authorization"] = f"Bearer {self._admin_token}"
+        data = orjson.dumps(body) if body is not None else None
+        try:
+            async with self._open().request(
+                method, self.base_url + path, data=data, headers=headers
+            ) as resp:
+                raw = await resp.read()
+                return answer_for_response(resp.status, raw)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # mapped by the one table; unknown ones re-raise
+            return answer_for_exception(exc)
 
 
 def answer_for_response(status: int, raw: bytes) -> Answer:

@@ -22,14 +22,14 @@ import asyncio
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from typing import Any, cast
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import httptools
 import orjson
 
-from zg_load.client import Answer, answer_for_response, task_body
+from zg_load.client import AIOpsCalls, Answer, answer_for_response
 from zg_load.outcome import Outcome
 
 STATUS_TIMEOUT = -1  # no answer within timeout_s
@@ -287,7 +287,7 @@ class _Pool:
             self.complete(self._queue.popleft()[1], STATUS_TRANSPORT, b"ClientClosed")
 
 
-class FastHttpClient:
+class FastHttpClient(AIOpsCalls):
     """The AI Ops API (DESIGN §3) over the fast transport; same answers as ``HttpClient``."""
 
     def __init__(
@@ -365,79 +365,6 @@ class FastHttpClient:
         route = self.route(method, path, admin=admin)
         request = route.bare if body is None else route.encode(orjson.dumps(body))
         return answer_for(*await self.request(request))
-
-    async def set_budget_limit(
-        self, max_usd: float, soft_usd: float | None = None, window: str | None = None
-    ) -> Answer:
-        body: dict[str, Any] = {"max_usd": max_usd}
-        if soft_usd is not None:
-            body["soft_usd"] = soft_usd
-        if window is not None:
-            body["window"] = window
-        return await self._call("PUT", "/v1/budget", body)
-
-    async def get_budget(self) -> Answer:
-        return await self._call("GET", "/v1/budget")
-
-    async def request_approval(
-        self,
-        task_description: str,
-        estimated_cost: float,
-        priority: int,
-        agent_id: str | None = None,
-    ) -> Answer:
-        body: dict[str, Any] = {
-            "task_description": task_description,
-            "estimated_cost": estimated_cost,
-            "priority": priority,
-        }
-        if agent_id is not None:
-            body["agent_id"] = agent_id
-        return await self._call("POST", "/v1/approvals", body)
-
-    async def get_system_status(self) -> Answer:
-        return await self._call("GET", "/v1/status")
-
-    async def health(self) -> Answer:
-        return await self._call("GET", "/health")
-
-    async def notifications(self, since: int = 0) -> Answer:
-        return await self._call("GET", f"/v1/notifications?since={since}")
-
-    async def execute_task_with_monitoring(
-        self, task: Mapping[str, Any], *, agent_id: str | None = None, **options: Any
-    ) -> Answer:
-        return await self._call("POST", "/v1/tasks", task_body(task, agent_id, options))
-
-    async def execute_task_for_agent(
-        self, agent_id: str, task: Mapping[str, Any], **options: Any
-    ) -> Answer:
-        path = f"/v1/agents/{quote(agent_id, safe='')}/tasks"
-        return await self._call("POST", path, task_body(task, None, options))
-
-    async def execute_task_with_fallback(
-        self, task: Mapping[str, Any], fallbacks: Sequence[str] | None = None, **options: Any
-    ) -> Answer:
-        if fallbacks is not None:
-            options["fallbacks"] = list(fallbacks)
-        return await self._call("POST", "/v1/tasks", task_body(task, None, options))
-
-    async def check_for_conflicts(self, results: Mapping[str, Any]) -> Answer:
-        return await self._call("POST", "/v1/conflicts/check", {"results": dict(results)})
-
-    async def handle_anomaly(self, alert: Mapping[str, Any]) -> Answer:
-        return await self._call("POST", "/v1/anomalies", dict(alert))
-
-    async def set_faults(self, faults: Mapping[str, Any]) -> Answer:
-        """Admin: merge faults into the service's current set (needs the admin token)."""
-        return await self._call("PUT", "/v1/admin/faults", dict(faults), admin=True)
-
-    async def clear_faults(self) -> Answer:
-        return await self._call("DELETE", "/v1/admin/faults", admin=True)
-
-    async def reset(self) -> Answer:
-        """Admin: clear spend, reservations, counters and faults (needs the admin token)."""
-        return await self._call("POST", "/v1/admin/reset", {}, admin=True)
 
 
 def answer_for(status: int, body: bytes) -> Answer:
