@@ -14,8 +14,8 @@ from typing import Any
 from zg_load import __version__
 from zg_load.analysis import baseline_of, priority_adherence, recovery_time
 from zg_load.checks import Check, CheckResult, evaluate
-from zg_load.hlog import tag_for
 from zg_load.hdr import Histogram
+from zg_load.hlog import tag_for
 from zg_load.outcome import REFUSAL_REASONS, Outcome
 from zg_load.plan import phase_starts_ns
 from zg_load.result import RunResult
