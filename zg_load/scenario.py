@@ -553,7 +553,9 @@ def _build_service(raw: _RawService, where: _Locator) -> ServiceSpec:
         return None if value is None else _at_least(value, low, ("service", name), where)
 
     if raw.time_scale is not None and not raw.time_scale > 0:
-        raise where.error(("service", "time_scale"), f"must be more than zero, got {raw.time_scale}")
+        raise where.error(
+            ("service", "time_scale"), f"must be more than zero, got {raw.time_scale}"
+        )
     return ServiceSpec(
         approval_workers=optional_int(raw.approval_workers, "approval_workers", 1),
         approval_service_time_s=optional_duration(
