@@ -247,23 +247,23 @@ def test_high_priority_storm_file() -> None:
         (
             "baseline",
             "baseline",
-            10.0,
-            (Stream(Poisson(150.0, 10.0, seed=_seed(scenario, 0)), "mixed"),),
+            5.0,
+            (Stream(Poisson(150.0, 5.0, seed=_seed(scenario, 0)), "mixed"),),
         ),
         (
             "storm",
             "storm",
-            10.0,
+            5.0,
             (
-                Stream(Poisson(150.0, 10.0, seed=_seed(scenario, 1)), "mixed"),
-                Stream(Constant(1500.0, 10.0), "urgent"),
+                Stream(Poisson(150.0, 5.0, seed=_seed(scenario, 1)), "mixed"),
+                Stream(Constant(1500.0, 5.0), "urgent"),
             ),
         ),
         (
             "recovery",
             "recovery",
-            15.0,
-            (Stream(Poisson(150.0, 15.0, seed=_seed(scenario, 2)), "mixed"),),
+            8.0,
+            (Stream(Poisson(150.0, 8.0, seed=_seed(scenario, 2)), "mixed"),),
         ),
     ]
     assert [op.priority_weights for op in scenario.mixes["mixed"]] == [
@@ -275,7 +275,12 @@ def test_high_priority_storm_file() -> None:
     assert [c.text for c in scenario.checks if not c.default] == [
         "priority_adherence >= 0.95",
         "latency.p99_ms{op=approval,priority=5} < 250",
+        "storm.priority_based_shedding >= 0.98",
     ]
+    assert (scenario.analysis.adherence_tolerance, scenario.analysis.adherence_tolerance_ms) == (
+        0.25,
+        2.0,
+    )
 
 
 def _seed(scenario: Scenario, phase: int) -> int:

@@ -47,12 +47,14 @@ def write_whole(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
-    path = run_dir / "summary.json"
-    write_whole(
-        path, orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
-    )
+def write_json(path: Path, data: Any) -> Path:
+    """Pretty, key-sorted JSON, written whole."""
+    write_whole(path, orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
     return path
+
+
+def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
+    return write_json(run_dir / "summary.json", summary)
 
 
 def read_summary(run_dir: Path) -> dict[str, Any]:

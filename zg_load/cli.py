@@ -15,6 +15,7 @@ import click
 
 from zg_load import __version__
 from zg_load.cli_reports import compare, report
+from zg_load.cli_suite import suite
 from zg_load.client import load_client_class
 from zg_load.progress import Progress
 from zg_load.runner import RunError, ScaleOut, execute
@@ -222,6 +223,7 @@ def serve(args: tuple[str, ...]) -> None:
 
 cli.add_command(report)
 cli.add_command(compare)
+cli.add_command(suite)
 
 
 def main() -> None:

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from zg_load.hdr import Histogram
 from zg_load.hlog import Key, format_hgrm, tag_for
+from zg_load.validation import SECTIONS
+from zg_load.validation_render import render_validation
 
 if TYPE_CHECKING:
     from zg_load.report_formats import RunHistograms
@@ -308,6 +310,10 @@ def render_text(
         sections.append(
             ["Errors (most common)", *(f"  {n:>6}  {k}" for k, n in summary["errors"].items())]
         )
+    validation = summary.get("validation")
+    if validation and any(validation.get(name) for name in SECTIONS):
+        body = render_validation(validation).rstrip("\n").split("\n")
+        sections.append(["Validation (every figure measured in this run)", *body])
     if "checks" in summary:
         sections.append(_checks(summary["checks"]))
         verdict = "all checks passed" if summary["passed"] else "CHECKS FAILED"

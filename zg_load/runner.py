@@ -20,7 +20,13 @@ from typing import Any, Protocol
 import anyio
 import click
 
-from zg_load.artifacts import HlogWriter, check_run_dir, default_run_dir, write_summary
+from zg_load.artifacts import (
+    HlogWriter,
+    check_run_dir,
+    default_run_dir,
+    write_json,
+    write_summary,
+)
 from zg_load.cli_reports import write_run_reports
 from zg_load.client import Answer, TargetClient, make_target_client
 from zg_load.clock import RealClock
@@ -33,6 +39,7 @@ from zg_load.result import RunResult
 from zg_load.scenario import Phase, Scenario, TargetSetup
 from zg_load.summary import build_summary, with_checks
 from zg_load.transport import DEFAULT_TRANSPORT, TransportKind, make_client
+from zg_load.validation import Observations, attach
 
 NS_PER_S = 1_000_000_000
 WARM_CONNECTIONS = 256
@@ -209,17 +216,23 @@ async def _run(
         except OSError as exc:
             raise RunError(f"cannot create run directory {run_dir}: {exc.strerror or exc}") from exc
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
+        observations: Observations | None = None
         if scale.active:
             result = await _storm_scaled(scenario, client, run_dir, progress, scale)
         else:
-            result = await _storm(scenario, client, run_dir, progress)
+            observations = Observations()
+            result = await _storm(scenario, client, run_dir, progress, observations)
         state = await target_state(client)
     finally:
         await client.aclose()
     summary = build_summary(result, scenario, target=url, embedded=embedded, started_at=started_at)
     summary["target_state"] = state
+    if observations is not None:  # worker processes keep their answers to themselves
+        attach(summary, observations, scenario)  # needs the target state; before the checks
     with_checks(summary, scenario.checks)
     write_summary(run_dir, summary)
+    if summary.get("validation"):
+        write_json(run_dir / "validation.json", summary["validation"])
     return summary
 
 
@@ -239,7 +252,11 @@ async def target_state(client: TargetClient, timeout_s: float = 5.0) -> dict[str
 
 
 async def _storm(
-    scenario: Scenario, client: TargetClient, run_dir: Path, progress: Progress
+    scenario: Scenario,
+    client: TargetClient,
+    run_dir: Path,
+    progress: Progress,
+    observations: Observations,
 ) -> RunResult:
     clock = RealClock()
     interval_ns = round(scenario.interval_s * NS_PER_S)
@@ -269,7 +286,15 @@ async def _storm(
             click.echo(f"zg-load: target refused the setup of {message}", err=True)
         setup_errors.extend(refused)
 
-    engine = Engine(client, clock, recorder, config, on_interval, on_phase=on_phase)
+    engine = Engine(
+        client,
+        clock,
+        recorder,
+        config,
+        on_interval,
+        observer=observations.observe,
+        on_phase=on_phase,
+    )
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_watch_signals, engine)

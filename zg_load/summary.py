@@ -20,6 +20,7 @@ from zg_load.outcome import REFUSAL_REASONS, Outcome
 from zg_load.plan import phase_starts_ns
 from zg_load.result import RunResult
 from zg_load.scenario import Scenario
+from zg_load.validation import validation_metrics
 
 NS_PER_S = 1_000_000_000
 OUTCOMES = tuple(o.value for o in Outcome)
@@ -341,6 +342,7 @@ def metrics(summary: Mapping[str, Any]) -> dict[str, float | None]:
     for op, prios in summary["by_priority"].items():
         for prio, row in prios.items():
             m[metric_name("refusal_rate", {"op": op, "priority": prio})] = row["refusal_rate"]
+    m.update(validation_metrics(summary))
     return m
 
 

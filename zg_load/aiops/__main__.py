@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from zg_load.aiops.config import ServiceConfig
+from zg_load.aiops.config import DEFECTS, ServiceConfig
 from zg_load.aiops.server import serve
 
 
@@ -42,6 +42,15 @@ def parse_args(argv: Sequence[str] | None = None) -> ServiceConfig:
         default=None,
         help="requests/s allowed per agent id (default: no limit)",
     )
+    parser.add_argument(
+        "--defect",
+        action="append",
+        default=[],
+        choices=sorted(DEFECTS),
+        metavar="NAME",
+        help="break one behaviour on purpose (repeatable): "
+        + "; ".join(f"{name}: {what}" for name, what in DEFECTS.items()),
+    )
     args = parser.parse_args(argv)
     try:
         return _config(args)
@@ -64,6 +73,7 @@ def _config(args: argparse.Namespace) -> ServiceConfig:
         time_scale=args.time_scale,
         seed=args.seed,
         rate_limit_per_agent_per_s=args.rate_limit_per_agent,
+        defects=frozenset(args.defect),
     )
 
 

@@ -14,6 +14,8 @@ Guarantees:
   handler's exception; a job whose caller went away is never handled.
 Each job holds a worker for `service_time_s` (an awaited sleep, so storms queue for real)
 before the synchronous handler decides it.
+With `fifo=True` (the "shedding" defect) priority is ignored: workers take the oldest
+waiting job and a full queue sheds the newest one, whatever the priorities.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class Admission(Generic[J, R]):
         queue_bound: int,
         max_queue_wait_s: float,
         on_busy: Callable[[float], None] | None = None,
+        fifo: bool = False,
     ) -> None:
         self._handle = handle
         self._workers = workers
@@ -74,6 +77,7 @@ class Admission(Generic[J, R]):
         self._queue_bound = queue_bound
         self._max_wait_s = max_queue_wait_s
         self._on_busy = on_busy
+        self._fifo = fifo
         self._queues: dict[int, deque[_Ticket[J, R]]] = {p: deque() for p in PRIORITIES}
         self._waiting = 0
         self._inflight = 0
@@ -138,6 +142,8 @@ class Admission(Generic[J, R]):
             raise
 
     def _pop_victim(self) -> _Ticket[J, R]:
+        if self._fifo:
+            return self._pop_by_age(newest=True)
         for priority in PRIORITIES:
             queue = self._queues[priority]
             if queue:
@@ -146,12 +152,26 @@ class Admission(Generic[J, R]):
         raise AssertionError("no waiting ticket to shed")
 
     def _pop_next(self) -> _Ticket[J, R] | None:
+        if self._fifo:
+            return self._pop_by_age(newest=False) if self._waiting else None
         for priority in reversed(PRIORITIES):
             queue = self._queues[priority]
             if queue:
                 self._waiting -= 1
                 return queue.popleft()
         return None
+
+    def _pop_by_age(self, newest: bool) -> _Ticket[J, R]:
+        """The newest (tail) or oldest (head) waiting ticket of any priority."""
+        queues = [q for q in self._queues.values() if q]
+        if newest:
+            queue = max(queues, key=lambda q: q[-1].enqueued_s)
+            ticket = queue.pop()
+        else:
+            queue = min(queues, key=lambda q: q[0].enqueued_s)
+            ticket = queue.popleft()
+        self._waiting -= 1
+        return ticket
 
     def _forget(self, ticket: _Ticket[J, R]) -> None:
         queue = self._queues[ticket.priority]

@@ -6,6 +6,8 @@ queue of 256 waiting requests, 1 s of queue wait at most, loopback only.
 `time_scale` multiplies every simulated duration (model latencies, breaker windows and
 waits, reservation lifetime, anomaly de-duplication), so tests can run a day in seconds;
 `seed` makes every random draw (latencies, injected errors, hallucinations) repeatable.
+`defects` deliberately break one behaviour each (see `DEFECTS`), so a validation can
+prove that its checks fail when the service misbehaves; the default has none.
 """
 
 from __future__ import annotations
@@ -16,6 +18,16 @@ from zg_load.aiops.window import parse_window_s
 
 DEFAULT_BUDGET_USD = 100.0
 DEFAULT_WINDOW = "1d"
+
+# Deliberately broken behaviours, by name: what each one turns off.
+DEFECTS: dict[str, str] = {
+    "reservation": "approvals never check the budget: every approval is admitted",
+    "shedding": "no priority admission: a FIFO queue that sheds the newest request",
+    "fallback": "no fallback: the first model's failure fails the task",
+    "checks": "the hallucination check never flags an output",
+    "conflicts": "the conflict check never reports a conflict",
+    "notifications": "no notification is ever written",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +60,7 @@ class ServiceConfig:
     rate_limit_per_agent_per_s: float | None = None
     max_tasks_inflight: int = 1024
     idempotency_entries: int = 10_000
+    defects: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         _require(self.approval_workers >= 1, "approval_workers must be >= 1")
@@ -64,6 +77,12 @@ class ServiceConfig:
         _require(self.max_tasks_inflight >= 1, "max_tasks_inflight must be >= 1")
         _require(self.idempotency_entries >= 0, "idempotency_entries must be >= 0")
         parse_window_s(self.budget_window)
+        unknown = sorted(self.defects - DEFECTS.keys())
+        _require(not unknown, f"unknown defect {', '.join(unknown)} (known: {', '.join(DEFECTS)})")
+
+    def has_defect(self, name: str) -> bool:
+        """Whether the behaviour `name` (a key of `DEFECTS`) is deliberately broken."""
+        return name in self.defects
 
     def scaled_s(self, duration_s: float) -> float:
         """A simulated duration in real seconds under `time_scale`."""

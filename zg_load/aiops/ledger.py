@@ -12,6 +12,8 @@ Guarantees:
 - notification and reservation ids only increase, even across `reset`;
 - a reservation ends once: settled (its actual cost replaces it), released, or expired
   (unused for the reservation lifetime; its money goes back).
+The "reservation" and "notifications" defects (`enforce=False` on `reserve`, and
+`notifications=False`) break the first and the notification guarantees on purpose.
 WAL mode with synchronous=NORMAL: a commit survives a crash of the process; the last
 commits may be lost on power loss. One connection, used from one thread.
 """
@@ -156,8 +158,10 @@ class Ledger:
         default_max_usd: float,
         default_window: str,
         clock: Callable[[], float] = time.time,
+        notifications: bool = True,
     ) -> None:
         self._clock = clock
+        self._notifications = notifications
         self._db = sqlite3.connect(path, isolation_level=None, cached_statements=64)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -191,15 +195,15 @@ class Ledger:
             return budget
 
     def reserve(
-        self, cost_usd: float, priority: int, agent_id: str | None
+        self, cost_usd: float, priority: int, agent_id: str | None, *, enforce: bool = True
     ) -> Reservation | Refusal:
-        """Reserve `cost_usd` if spent + reserved + cost <= max, atomically."""
+        """Reserve `cost_usd` if spent + reserved + cost <= max (always, unless `enforce`)."""
         cost_micros = to_micros(cost_usd)
         now_s = self._clock()
         with self._transaction():
             loaded = self._select()
             budget = self._rolled(loaded, now_s)
-            if budget.committed_micros + cost_micros > budget.max_micros:
+            if enforce and budget.committed_micros + cost_micros > budget.max_micros:
                 refused = self._note_exhausted(budget, cost_micros, priority, now_s)
                 if refused != loaded:
                     self._save(refused)
@@ -357,6 +361,8 @@ class Ledger:
         return replace(budget, exhausted_notified=True)
 
     def _write(self, notice: Notice, now_s: float) -> None:
+        if not self._notifications:
+            return
         details = orjson.dumps(notice.details).decode()
         self._db.execute(_INSERT_NOTIFICATION, (notice.kind, notice.message, now_s, details))
 

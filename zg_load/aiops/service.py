@@ -71,7 +71,12 @@ class Service:
 
 
 def open_ledger(config: ServiceConfig, path: str) -> Ledger:
-    ledger = Ledger(path, default_max_usd=DEFAULT_BUDGET_USD, default_window=config.budget_window)
+    ledger = Ledger(
+        path,
+        default_max_usd=DEFAULT_BUDGET_USD,
+        default_window=config.budget_window,
+        notifications=not config.has_defect("notifications"),
+    )
     wanted = config.budget_usd
     if wanted is not None and ledger.budget().max_micros != to_micros(wanted):
         ledger.set_budget(wanted, None, None)
@@ -80,9 +85,12 @@ def open_ledger(config: ServiceConfig, path: str) -> Ledger:
 
 def new_service(config: ServiceConfig, ledger: Ledger) -> Service:
     metrics = Metrics(config.status_window_s)
+    enforce = not config.has_defect("reservation")
 
     def decide(approval: ApprovalRequest) -> Decision:
-        return ledger.reserve(approval.estimated_cost_usd, approval.priority, approval.agent_id)
+        return ledger.reserve(
+            approval.estimated_cost_usd, approval.priority, approval.agent_id, enforce=enforce
+        )
 
     admission: Admission[ApprovalRequest, Decision] = Admission(
         decide,
@@ -91,6 +99,7 @@ def new_service(config: ServiceConfig, ledger: Ledger) -> Service:
         queue_bound=config.queue_bound,
         max_queue_wait_s=config.max_queue_wait_s,
         on_busy=metrics.record_busy,
+        fifo=config.has_defect("shedding"),
     )
     faults = Faults(config.seed)
     pool = ModelPool(faults, ledger.notify, seed=config.seed, time_scale=config.time_scale)
@@ -101,7 +110,13 @@ def new_service(config: ServiceConfig, ledger: Ledger) -> Service:
         metrics=metrics,
         faults=faults,
         pool=pool,
-        runner=TaskRunner(pool, faults, config.seed),
+        runner=TaskRunner(
+            pool,
+            faults,
+            config.seed,
+            fallback=not config.has_defect("fallback"),
+            check=not config.has_defect("checks"),
+        ),
         anomalies=AnomalyDesk(config.scaled_s(DEDUPE_S)),
         limiter=RateLimiter(),
         idempotency=IdempotencyStore(config.idempotency_entries),

@@ -1,0 +1,228 @@
+"""Validation of admission: the budget-exhaustion and high-priority-storm sections.
+
+Pure: observed approvals, the scenario and the summary's own figures in, one JSON-ready
+dict per section out (None when the section does not apply). Every figure is counted
+from the run's answers and the target's ledger and notifications; see the definitions
+on ``budget_section`` and ``storm_section``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from zg_load.scenario import Scenario
+from zg_load.validation_common import (
+    NS_PER_S,
+    first_note,
+    priority_pair_share,
+    ratio,
+    run_notes,
+)
+from zg_load.validation_observe import ApprovalSeen, Observations
+
+BUDGET_EXCEEDED = "budget_exceeded"
+OVERLOADED = "overloaded"
+FAILED = ("error", "timeout", "transport")
+DEFAULT_SOFT_SHARE = 0.8  # the soft limit the API defaults to when none is set
+USD_EPSILON = 1e-6  # one micro-USD: the ledger's resolution
+
+
+def budget_limits(scenario: Scenario) -> tuple[float | None, float | None]:
+    """The (hard, soft) budget the scenario sets: the last one, if phases change it."""
+    limit, soft = scenario.target.budget_usd, scenario.target.soft_budget_usd
+    for phase in scenario.phases:
+        if phase.setup is not None and phase.setup.budget_usd is not None:
+            limit, soft = phase.setup.budget_usd, phase.setup.soft_budget_usd
+    return limit, soft
+
+
+def budget_section(
+    approvals: Sequence[ApprovalSeen],
+    scenario: Scenario,
+    start_epoch_s: float,
+    target_state: Mapping[str, Any] | None,
+) -> dict[str, Any] | None:
+    """The seed's budget validation, measured; None without approvals or a budget limit.
+
+    Operations are the approvals that ask for money (free ones touch no budget and are
+    only counted, as ``free_operations``).
+
+    - ``total_cost``: the sum of the approved estimated costs (client-side);
+      ``budget_respected``: that sum and the ledger's spent + reserved (when served)
+      both within the limit;
+    - ``priority_based_denial``: the share of (denied for budget,
+      approved) pairs whose denied priority <= approved priority (1.0: denials fell on
+      lower priorities first; None: no pair);
+    - ``soft_limit_crossed_at_s``: when the approved sum, in answer order, reached the
+      soft limit (the ledger's, else the scenario's, else 80 % of the limit);
+      ``notification_delay_s``: the first ``budget_soft_limit`` notification's
+      created_at minus that moment, both on the wall clock (negative when the service
+      wrote it before the client heard of the approval that crossed);
+    - ``risk_flagged_before_exhaustion``: a soft-limit notification written before the
+      budget ran out (the ``budget_exhausted`` notification, else the first
+      ``budget_exceeded`` answer, else the answer that took the approved sum past the
+      limit); None when the budget never ran out.
+    """
+    limit, soft_given = budget_limits(scenario)
+    free = sum(1 for a in approvals if a.cost_usd <= 0)
+    approvals = [a for a in approvals if a.cost_usd > 0]
+    if limit is None or not approvals:
+        return None
+    ledger = _ledger(target_state)
+    soft = _soft_limit(limit, soft_given, ledger)
+    approved = [a for a in approvals if a.outcome == "ok"]
+    denied = [a for a in approvals if a.reason == BUDGET_EXCEEDED]
+    total = round(sum(a.cost_usd for a in approved), 6)
+    committed, ledger_ok = None, None
+    if ledger is not None:
+        committed = round(ledger["spent"] + ledger["reserved"], 6)
+        ledger_ok = committed <= ledger["max"] + USD_EPSILON
+    client_ok = total <= limit + USD_EPSILON
+    notes = run_notes(target_state, start_epoch_s)
+    crossed_s = _crossed_at_s(approved, soft)
+    soft_note = first_note(notes, "budget_soft_limit")
+    exhausted_note = first_note(notes, "budget_exhausted")
+    exhausted_s = exhausted_note.at_s if exhausted_note else _first_s(denied)
+    if exhausted_s is None:
+        exhausted_s = _crossed_at_s(approved, limit + 2 * USD_EPSILON)  # an overrun
+    return {
+        "total_operations": len(approvals),
+        "free_operations": free,
+        "approved_operations": len(approved),
+        "denied_operations": len(denied),
+        "shed_operations": sum(1 for a in approvals if a.reason == OVERLOADED),
+        "failed_operations": sum(1 for a in approvals if a.outcome in FAILED),
+        "total_cost": total,
+        "limit_usd": limit,
+        "soft_limit_usd": soft,
+        "ledger_committed_usd": committed,
+        "budget_respected": client_ok and ledger_ok is not False,
+        "client_sum_respected": client_ok,
+        "ledger_respected": ledger_ok,
+        "priority_based_denial": priority_pair_share(
+            (a.priority for a in denied), (a.priority for a in approved)
+        ),
+        "approved_by_priority": _by_priority(approved),
+        "denied_by_priority": _by_priority(denied),
+        "budget_notification_sent": None
+        if notes is None
+        else any(n.kind in ("budget_soft_limit", "budget_exhausted") for n in notes),
+        "soft_limit_crossed_at_s": crossed_s,
+        "notification_at_s": soft_note.at_s if soft_note else None,
+        "notification_delay_s": None
+        if crossed_s is None or soft_note is None
+        else round(soft_note.at_s - crossed_s, 6),
+        "exhausted_at_s": exhausted_s,
+        "risk_flagged_before_exhaustion": None
+        if exhausted_s is None
+        else soft_note is not None and soft_note.at_s <= exhausted_s,
+    }
+
+
+def budget_detect_s(section: Mapping[str, Any]) -> tuple[bool, float | None]:
+    """(applies, seconds): the budget risk must be detected once the soft limit is crossed."""
+    if section.get("soft_limit_crossed_at_s") is None:
+        return False, None
+    return True, section["notification_delay_s"]
+
+
+def _ledger(target_state: Mapping[str, Any] | None) -> dict[str, float] | None:
+    raw = (target_state or {}).get("budget")
+    if not isinstance(raw, dict):
+        return None
+    fields = {
+        "max": "max_usd",
+        "soft": "soft_usd",
+        "spent": "spent_usd",
+        "reserved": "reserved_usd",
+    }
+    values = {k: raw.get(v) for k, v in fields.items()}
+    if not all(isinstance(v, int | float) for v in values.values()):
+        return None
+    return {k: float(v) for k, v in values.items() if v is not None}
+
+
+def _soft_limit(limit: float, given: float | None, ledger: Mapping[str, float] | None) -> float:
+    if ledger is not None and abs(ledger["max"] - limit) <= USD_EPSILON:
+        return ledger["soft"]
+    return given if given is not None else round(limit * DEFAULT_SOFT_SHARE, 6)
+
+
+def _crossed_at_s(approved: Sequence[ApprovalSeen], soft: float) -> float | None:
+    running = 0.0
+    for a in sorted(approved, key=lambda a: a.done_ns):
+        running += a.cost_usd
+        if running >= soft - USD_EPSILON:
+            return a.done_ns / NS_PER_S
+    return None
+
+
+def _first_s(seen: Sequence[ApprovalSeen]) -> float | None:
+    return min(a.done_ns for a in seen) / NS_PER_S if seen else None
+
+
+def _by_priority(seen: Iterable[ApprovalSeen]) -> dict[str, int]:
+    counts = Counter(a.priority for a in seen)
+    return {str(p): counts[p] for p in sorted(counts)}
+
+
+def storm_section(
+    obs: Observations, scenario: Scenario, summary: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """The seed's storm validation, measured; None without a phase of role "storm".
+
+    - ``tasks_sent``: requests sent in the storm phase; ``tasks_processed``: those
+      answered ok; ``processing_rate``: processed per second of the storm phase;
+    - ``priority_based_shedding``: among the storm's approvals, the share of (shed,
+      admitted) pairs whose shed priority <= admitted priority (1.0: shedding fell on
+      lower priorities first); ``refusal_rate_by_priority``: what happened to each
+      priority during the storm;
+    - ``system_stability``: the lower of the share of health probes answered in time
+      during the run and the share of sent requests that did not fail (error, timeout,
+      transport; designed refusals are not failures);
+    - ``priority_adherence`` and ``recovery_time`` come from the run's analysis.
+    """
+    storm = next((i for i, p in enumerate(scenario.phases) if p.role == "storm"), None)
+    if storm is None:
+        return None
+    duration_s = scenario.phases[storm].duration_s
+    approvals = [a for a in obs.approvals if a.phase == storm]
+    outcomes = [a.outcome for a in approvals]
+    outcomes += [t.outcome for t in obs.tasks if t.phase == storm]
+    outcomes += [c.outcome for c in obs.conflicts if c.phase == storm]
+    processed = outcomes.count("ok")
+    shed = [a.priority for a in approvals if a.reason == OVERLOADED]
+    return {
+        "tasks_sent": summary["phases"][storm]["sent"],
+        "tasks_processed": processed,
+        "execution_time_s": duration_s,
+        "processing_rate": round(processed / duration_s, 3),
+        "priority_adherence": summary["priority_adherence"],
+        "priority_based_shedding": priority_pair_share(
+            shed, (a.priority for a in approvals if a.outcome == "ok")
+        ),
+        "refusal_rate_by_priority": _refusal_rates(approvals),
+        **_stability(summary),
+        "recovery_time": summary.get("recovery_time_s"),
+    }
+
+
+def _refusal_rates(approvals: Sequence[ApprovalSeen]) -> dict[str, float | None]:
+    sent = Counter(a.priority for a in approvals)
+    refused = Counter(a.priority for a in approvals if a.outcome == "refused")
+    return {str(p): ratio(refused[p], sent[p]) for p in sorted(sent)}
+
+
+def _stability(summary: Mapping[str, Any]) -> dict[str, Any]:
+    acc, probes = summary["accounting"], summary["stability"]
+    failed = acc["error"] + acc["timeout"] + acc["transport"]
+    unfailed = None if not acc["sent"] else round(1 - failed / acc["sent"], 6)
+    parts = [v for v in (probes["ratio"], unfailed) if v is not None]
+    return {
+        "system_stability": min(parts) if parts else None,
+        "health_probes": probes["probes"],
+        "health_probes_answered": probes["answered"],
+        "failed_requests": failed,
+    }

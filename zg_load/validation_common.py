@@ -1,0 +1,108 @@
+"""Small pure helpers shared by the validation sections.
+
+Percentiles follow the nearest-rank rule (an empty list has none: None, never 0);
+ratios of nothing are None; the target's notifications are read into run-relative
+offsets on the wall clock (``created_at`` minus the run's ``start_epoch_s``), keeping
+only those written during the run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+NS_PER_S = 1_000_000_000
+NS_PER_MS = 1_000_000
+
+
+def nearest_rank(values: Sequence[float], pct: float) -> float | None:
+    """The nearest-rank percentile of ``values`` (None when empty)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def digest_ms(latencies_ns: Sequence[int]) -> dict[str, float | None]:
+    """p50, p99 and max of nanosecond durations, in milliseconds (None when empty)."""
+
+    def ms(value: float | None) -> float | None:
+        return None if value is None else round(value / NS_PER_MS, 3)
+
+    return {
+        "p50_ms": ms(nearest_rank(latencies_ns, 50)),
+        "p99_ms": ms(nearest_rank(latencies_ns, 99)),
+        "max_ms": ms(max(latencies_ns) if latencies_ns else None),
+    }
+
+
+def ratio(part: float, whole: float) -> float | None:
+    """part / whole rounded to 6 places; None when whole is 0."""
+    return round(part / whole, 6) if whole else None
+
+
+def priority_pair_share(losers: Iterable[int], winners: Iterable[int]) -> float | None:
+    """Share of (loser, winner) pairs with loser priority <= winner priority.
+
+    1.0 means every refusal fell on a priority no higher than every admitted one; None
+    when there is no pair. Counted per priority, so it costs O(priorities²), not O(n²).
+    """
+    lose, win = Counter(losers), Counter(winners)
+    pairs = sum(lose.values()) * sum(win.values())
+    if not pairs:
+        return None
+    held = sum(n * m for lp, n in lose.items() for wp, m in win.items() if lp <= wp)
+    return round(held / pairs, 6)
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """A notification the target wrote during the run."""
+
+    id: int
+    kind: str
+    at_s: float  # created_at minus the run's start, seconds on the wall clock
+    details: Mapping[str, Any]
+
+
+def run_notes(target_state: Mapping[str, Any] | None, start_epoch_s: float) -> list[Note] | None:
+    """The target's notifications written at or after the run's start, oldest first.
+
+    None when the target did not serve its notifications (not the same as none written).
+    """
+    raw = (target_state or {}).get("notifications")
+    if not isinstance(raw, list):
+        return None
+    notes = []
+    for item in raw:
+        if not isinstance(item, dict) or not isinstance(item.get("kind"), str):
+            continue
+        created = _epoch_s(item.get("created_at"))
+        if created is None or created < start_epoch_s:
+            continue
+        raw_details, raw_id = item.get("details"), item.get("id")
+        details: Mapping[str, Any] = raw_details if isinstance(raw_details, dict) else {}
+        number = raw_id if isinstance(raw_id, int) else 0
+        notes.append(Note(number, item["kind"], round(created - start_epoch_s, 6), details))
+    return sorted(notes, key=lambda n: (n.at_s, n.id))
+
+
+def first_note(notes: Sequence[Note] | None, kind: str) -> Note | None:
+    return next((n for n in notes or () if n.kind == kind), None)
+
+
+def _epoch_s(stamp: object) -> float | None:
+    if not isinstance(stamp, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:  # the API's timestamps are UTC
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
