@@ -30,7 +30,14 @@ from zg_load.report_formats import RunHistograms
 
 PRIORITY_COLORS = {5: "#c0392b", 4: "#e67e22", 3: "#27ae60", 2: "#2980b9", 1: "#8e44ad"}
 PHASE_SHADES = ("#f2f2f2", "#e1e8f0")
-STATE_COLORS = {"up": "#27ae60", "available": "#27ae60", "ok": "#27ae60", "degraded": "#f39c12"}
+STATE_COLORS = {
+    "up": "#27ae60",
+    "available": "#27ae60",
+    "ok": "#27ae60",
+    "closed": "#27ae60",
+    "degraded": "#f39c12",
+    "half_open": "#f39c12",
+}
 DPI = 110
 
 
@@ -348,16 +355,24 @@ def budget(summary: Mapping[str, Any]) -> bytes | None:
 
 
 def models(summary: Mapping[str, Any]) -> bytes | None:
-    """Each model's state over time (bands coloured by state), labelled with its tier."""
-    status = summary.get("timeline", {}).get("status", [])
+    """Tasks answered per model over time (when tasks ran), and each model's state over
+    time (bands coloured by state), labelled with its tier. None when there is nothing to
+    show: no tasks, and every model stayed closed."""
+    timeline = summary.get("timeline", {})
+    status, usage = timeline.get("status", []), timeline.get("model_usage") or []
     names: dict[str, str] = {}
     for s in status:
         for m in s.get("models") or []:
             names.setdefault(str(m.get("name")), str(m.get("tier", "?")))
-    if not names:
+    states = {str(m.get("state")) for s in status for m in s.get("models") or []}
+    if not names or (not usage and states <= {"closed"}):
         return None
     order = sorted(names, key=lambda n: (names[n], n))
-    fig, (ax,) = _new(1.2 + 0.45 * len(order))
+    if usage:
+        fig, (top, ax) = _new(3.4 + 0.45 * len(order), rows=2)
+        _usage_panel(top, summary, usage, order)
+    else:
+        fig, (ax,) = _new(1.2 + 0.45 * len(order))
     shade_phases(ax, summary)
     seen: dict[str, str] = {}
     for i, s in enumerate(status):
@@ -375,8 +390,29 @@ def models(summary: Mapping[str, Any]) -> bytes | None:
     ax.set_ylim(-0.7, len(order) - 0.3)
     ax.set_xlabel("time since start of run (s)")
     _legend_right(ax, handles=[Patch(color=c, label=s) for s, c in seen.items()], title="state")
-    ax.set_title("Models by tier: state over time")
+    ax.set_title("Models by tier: breaker state over time")
     return _png(fig)
+
+
+def _usage_panel(
+    ax: Axes, summary: Mapping[str, Any], usage: list[dict[str, Any]], order: list[str]
+) -> None:
+    shade_phases(ax, summary)
+    models_seen = order + sorted({m for row in usage for m in row["models"]} - set(order))
+    bottom = [0.0] * len(usage)
+    for name in models_seen:
+        rates = [
+            row["models"].get(name, 0) / max(row["end_s"] - row["start_s"], 1e-9) for row in usage
+        ]
+        if not any(rates):
+            continue
+        starts = [row["start_s"] for row in usage]
+        widths = [row["end_s"] - row["start_s"] for row in usage]
+        ax.bar(starts, rates, widths, bottom=bottom, align="edge", label=name, alpha=0.85)
+        bottom = [b + r for b, r in zip(bottom, rates, strict=True)]
+    ax.set_ylabel("tasks answered\nper second")
+    ax.set_title("Model tier usage over time (which model answered each task)")
+    _legend_right(ax, title="model")
 
 
 def run_plots(summary: Mapping[str, Any], hists: RunHistograms) -> list[Plot]:

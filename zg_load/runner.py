@@ -40,6 +40,7 @@ from zg_load.scenario import Phase, Scenario, TargetSetup
 from zg_load.summary import build_summary, with_checks
 from zg_load.transport import DEFAULT_TRANSPORT, TransportKind, make_client
 from zg_load.validation import Observations, attach
+from zg_load.validation_observe import model_usage
 
 NS_PER_S = 1_000_000_000
 WARM_CONNECTIONS = 256
@@ -229,6 +230,8 @@ async def _run(
     summary["target_state"] = state
     if observations is not None:  # worker processes keep their answers to themselves
         attach(summary, observations, scenario)  # needs the target state; before the checks
+        interval_ns = round(scenario.interval_s * NS_PER_S)
+        summary["timeline"]["model_usage"] = model_usage(observations.tasks, interval_ns)
     with_checks(summary, scenario.checks)
     write_summary(run_dir, summary)
     if summary.get("validation"):

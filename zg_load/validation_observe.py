@@ -10,6 +10,7 @@ record then says what could not be read (None).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -151,3 +152,21 @@ def _conflict(req: Planned, outcome: str, body: dict[str, Any], done_ns: int) ->
         resolved_count=resolved if isinstance(resolved, int) else None,
         resolution_time_ms=float(took) if isinstance(took, int | float) else None,
     )
+
+
+def model_usage(tasks: Sequence[TaskSeen], interval_ns: int) -> list[dict[str, Any]]:
+    """Per interval (by completion time): how many tasks each model answered."""
+    counts: dict[int, dict[str, int]] = {}
+    for t in tasks:
+        if t.model is None:
+            continue
+        row = counts.setdefault(t.done_ns // interval_ns, {})
+        row[t.model] = row.get(t.model, 0) + 1
+    return [
+        {
+            "start_s": i * interval_ns / 1e9,
+            "end_s": (i + 1) * interval_ns / 1e9,
+            "models": counts[i],
+        }
+        for i in sorted(counts)
+    ]
