@@ -49,7 +49,8 @@ def write_whole(path: Path, data: bytes) -> None:
 
 def write_json(path: Path, data: Any) -> Path:
     """Pretty, key-sorted JSON, written whole."""
-    write_whole(path, orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+    # Insertion order, not sorted: reports re-rendered from the file list fields as the run did.
+    write_whole(path, orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
     return path
 
 
