@@ -241,3 +241,16 @@ def test_bare_zlib_payload_decodes() -> None:
     payload = base64.b64decode(hist.encode())[8:]
     assert zlib.decompress(payload)  # really a bare zlib stream
     assert Histogram.decode(payload).count == 3
+
+
+def test_restore_exact_edges_after_decode() -> None:
+    h = Histogram()
+    h.record_many([1001, 2003, 30_007])
+    d = Histogram.decode(h.encode())
+    d.restore_exact(1001, 30_007, 33_011)
+    assert (d.min_us, d.max_us, d.sum_us, d.count) == (1001, 30_007, 33_011, 3)
+    assert d.percentile(100) == 30_007
+    with pytest.raises(ValueError, match="do not fit"):
+        d.restore_exact(40_000, 50_000, 1)
+    with pytest.raises(ValueError, match="empty"):
+        Histogram().restore_exact(1, 2, 3)

@@ -175,6 +175,20 @@ class Histogram:
         count = self.count
         return self._sum_us / count if count else None
 
+    @property
+    def sum_us(self) -> int:
+        """The exact sum of recorded values (decoded histograms: estimated from buckets)."""
+        return self._sum_us
+
+    def restore_exact(self, min_us: int, max_us: int, sum_us: int) -> None:
+        """Give a decoded histogram back the exact min, max and sum it was encoded from
+        (the encoding carries buckets only). ValueError if they cannot be its own."""
+        if self.count == 0 or self._min_us is None or self._max_us is None:
+            raise ValueError("cannot restore the edges of an empty histogram")
+        if not min_us <= max_us or min_us > self._max_us or max_us < self._min_us:
+            raise ValueError(f"min {min_us} / max {max_us} do not fit this histogram")
+        self._min_us, self._max_us, self._sum_us = min_us, max_us, sum_us
+
     def percentile(self, p: float) -> int | None:
         """Nearest-rank value at ``p`` (0..100) as Java HdrHistogram, clamped to [min, max]."""
         return self._percentiles([p])[0]

@@ -51,7 +51,7 @@ def to_wire(hist: Histogram) -> WireHist | None:
     """The wire form of ``hist``; None when it is empty."""
     if hist.count == 0 or hist.min_us is None or hist.max_us is None:
         return None
-    return WireHist(hist.encode(), hist.min_us, hist.max_us, hist._sum_us)
+    return WireHist(hist.encode(), hist.min_us, hist.max_us, hist.sum_us)
 
 
 def from_wire(wire: WireHist | None) -> Histogram:
@@ -59,8 +59,7 @@ def from_wire(wire: WireHist | None) -> Histogram:
     if wire is None:
         return Histogram()
     hist = Histogram.decode(wire.encoded, exact_max_us=wire.max_us)
-    # The encoding carries buckets only; restore the exact edges and sum it was made from.
-    hist._min_us, hist._max_us, hist._sum_us = wire.min_us, wire.max_us, wire.sum_us
+    hist.restore_exact(wire.min_us, wire.max_us, wire.sum_us)
     return hist
 
 
