@@ -122,9 +122,11 @@ def phase_starts_ns(scenario: Scenario) -> list[int]:
     return out
 
 
-def _sampler(scenario: Scenario, phase_index: int, stream_index: int) -> _MixSampler:
+def _sampler(
+    scenario: Scenario, phase_index: int, stream_index: int, worker: int = 0
+) -> _MixSampler:
     stream = scenario.phases[phase_index].streams[stream_index]
-    seed = (scenario.seed * 1_000_003 + phase_index) * 1_009 + stream_index
+    seed = (scenario.seed * 1_000_003 + phase_index) * 1_009 + stream_index + worker * 7_919
     return _MixSampler(scenario.mixes[stream.mix], random.Random(seed))
 
 
@@ -150,11 +152,12 @@ class ClosedStream:
         return self.sampler.draw(intended_ns, self.phase)
 
 
-def closed_streams(scenario: Scenario) -> list[ClosedStream]:
-    """The scenario's closed-loop streams (virtual users with think time)."""
+def closed_streams(scenario: Scenario, worker: int = 0) -> list[ClosedStream]:
+    """The scenario's closed-loop streams (virtual users with think time); each worker's
+    users draw their requests from their own seeded sequence."""
     starts_ns = phase_starts_ns(scenario)
     return [
-        ClosedStream(i, starts_ns[i], s.arrival, _sampler(scenario, i, j))
+        ClosedStream(i, starts_ns[i], s.arrival, _sampler(scenario, i, j, worker))
         for i, phase in enumerate(scenario.phases)
         for j, s in enumerate(phase.streams)
         if isinstance(s.arrival, ClosedLoop)

@@ -115,7 +115,7 @@ def closed_share(scenario: Scenario, index: int, workers: int) -> list[ClosedStr
     users from 0; over all workers the counts add up to each stream's users.
     """
     out = []
-    for stream in closed_streams(scenario):
+    for stream in closed_streams(scenario, index):
         users = len(range(index, stream.closed.users, workers))
         if users:
             c = stream.closed
