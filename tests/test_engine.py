@@ -103,12 +103,34 @@ async def test_overloaded_run_reports_its_shortfall() -> None:
     assert r.phase_intended == [2000] and r.phase_sent == [200]
 
 
-async def test_run_stopped_with_requests_in_flight_lists_them() -> None:
-    cfg = EngineConfig(duration_ns=2 * S, drain_s=0.5, health_probe_interval_s=None)
+async def test_requests_hanging_at_the_end_are_measured_as_timeouts() -> None:
+    # The drain lasts at least the timeout, so a request that hangs near the end is
+    # recorded (as a timeout, from its intended start), not left out as in flight.
+    cfg = EngineConfig(duration_ns=2 * S, timeout_s=5.0, drain_s=0.5, health_probe_interval_s=None)
     r = await run({"service_time_s": 10.0}, cfg, planned(10, 2))
     identity(r)
     t = r.tally
-    assert (t.intended, t.sent, t.ok, t.in_flight, t.not_sent) == (20, 20, 0, 20, 0)
+    assert (t.intended, t.sent, t.ok, t.timeout, t.in_flight) == (20, 20, 0, 20, 0)
+    assert r.recorder.latency(("approval", 3, "timeout")).min_us == 5_000_000
+
+
+async def test_run_stopped_with_requests_in_flight_lists_them() -> None:
+    clock = ManualClock()
+    cfg = EngineConfig(duration_ns=10 * S, health_probe_interval_s=None)
+    with clock.installed():
+        engine = Engine(ScriptedClient(clock, service_time_s=10.0), clock, Recorder(S), cfg)
+
+        async def stopper() -> None:
+            await clock.sleep_until(1_550_000_000)
+            engine.stop("interrupted")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(stopper)
+            r = await engine.run(planned(10, 10))
+    identity(r)
+    t = r.tally
+    assert r.partial
+    assert (t.intended, t.sent, t.ok, t.in_flight, t.not_sent) == (16, 16, 0, 16, 0)
     assert r.recorder.counts() == {}  # nothing recorded for requests that never finished
 
 

@@ -90,7 +90,7 @@ async def test_healthy_run_figures_are_exact() -> None:
     # a run with no storm phase has no recovery figure: its default check is n/a
     assert s["recovery"] is None and "recovery_time_s" not in metrics(s)
     assert s["passed"] is True
-    assert s["throughput"]["completed"] == 600
+    assert (s["throughput"]["answered"], s["throughput"]["admitted"]) == (600, 600)
 
 
 async def test_overloaded_generator_is_reported_and_fails_its_check() -> None:

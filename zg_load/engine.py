@@ -391,8 +391,16 @@ class Engine:
                 self._on_interval(stats)
 
     async def _drain(self) -> None:
-        deadline = self._clock.now_ns() + round(self._cfg.drain_s * NS_PER_S)
-        while self._st.tally.in_flight > 0 and self._clock.now_ns() < deadline:
+        """Wait for requests in flight: up to ``drain_s``, and never less than the request
+        timeout (plus a margin for the transport's timeout sweep), so that a request that
+        hangs near the end is measured as a timeout, not left out as in flight."""
+        drain_s = max(self._cfg.drain_s, self._cfg.timeout_s * 1.1 + 0.1)
+        deadline = self._clock.now_ns() + round(drain_s * NS_PER_S)
+        while (
+            self._st.tally.in_flight > 0
+            and self._clock.now_ns() < deadline
+            and self._stop_reason == "completed"  # Ctrl-C during the drain stops it too
+        ):
             self._close(self._now())
             step = min(deadline, self._clock.now_ns() + self._cfg.interval_ns // 20)
             await self._clock.sleep_until(step)

@@ -146,7 +146,8 @@ def _storm(summary: Mapping[str, Any]) -> str:
     rows = [
         ["priority adherence", _e(fmt(summary["priority_adherence"], 3))],
         ["completion rate", _e(fmt(_pct(summary["completion_rate"]), 2, " %"))],
-        ["throughput", _e(fmt(tp["completed_per_s"], 1, "/s"))],
+        ["throughput (answered)", _e(fmt(tp["answered_per_s"], 1, "/s"))],
+        ["throughput (admitted)", _e(fmt(tp["admitted_per_s"], 1, "/s"))],
         ["schedule lag p99", _e(fmt(summary["generator"]["lag_p99_ms"], 3, " ms"))],
     ]
     if rec:

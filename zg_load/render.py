@@ -241,8 +241,9 @@ def _storm(s: Mapping[str, Any]) -> list[str]:
     )
     tp = s["throughput"]
     out.append(
-        f"  throughput           {fmt(tp['completed_per_s'], 1, '/s')} "
-        f"({fmt(tp['completed'])} completed in {fmt(tp['window_s'], 2, ' s')})"
+        f"  throughput           {fmt(tp['answered_per_s'], 1, '/s')} answered, "
+        f"{fmt(tp['admitted_per_s'], 1, '/s')} admitted "
+        f"({fmt(tp['answered'])} answers in {fmt(tp['window_s'], 2, ' s')})"
     )
     return out
 

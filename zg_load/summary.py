@@ -127,12 +127,17 @@ def _by_priority(result: RunResult) -> dict[str, dict[str, dict[str, Any]]]:
 
 
 def _throughput(result: RunResult) -> dict[str, Any]:
+    """Answers (admitted or refused: never errors, timeouts or transport failures) and
+    admissions per second, over the window from the first send to the last completion."""
     t = result.tally
-    if result.first_send_ns is None or result.last_done_ns is None:
-        return {"completed": t.completed, "window_s": None, "completed_per_s": None}
-    window_s = max(0, result.last_done_ns - result.first_send_ns) / NS_PER_S
-    rate = round(t.completed / window_s, 3) if window_s > 0 else None
-    return {"completed": t.completed, "window_s": round(window_s, 6), "completed_per_s": rate}
+    out: dict[str, Any] = {"answered": t.ok + t.refused, "admitted": t.ok}
+    window_s = None
+    if result.first_send_ns is not None and result.last_done_ns is not None:
+        window_s = max(0, result.last_done_ns - result.first_send_ns) / NS_PER_S
+    out["window_s"] = None if window_s is None else round(window_s, 6)
+    for name in ("answered", "admitted"):
+        out[f"{name}_per_s"] = round(out[name] / window_s, 3) if window_s else None
+    return out
 
 
 def _timeline(result: RunResult) -> dict[str, Any]:
@@ -324,7 +329,8 @@ def metrics(summary: Mapping[str, Any]) -> dict[str, float | None]:
         "stability": summary["stability"]["ratio"],
         "generator.lag_p99_ms": summary["generator"]["lag_p99_ms"],
         "generator.achieved_ratio": summary["generator"]["achieved_ratio"],
-        "throughput_per_s": summary["throughput"]["completed_per_s"],
+        "throughput_per_s": summary["throughput"]["answered_per_s"],
+        "admitted_per_s": summary["throughput"]["admitted_per_s"],
     }
     if summary.get("recovery") is not None:
         m["recovery_time_s"] = summary["recovery_time_s"]
