@@ -189,3 +189,28 @@ def test_compare_usage_errors(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "no phase storm" in result.stderr
     result = CliRunner().invoke(compare, [str(run), str(run), "--confidence", "2"])
     assert result.exit_code == 2 and "bad thresholds" in result.stderr
+
+
+@pytest.mark.parametrize(("intervals", "per_interval"), [(1, 600), (2, 300), (10, 100)])
+def test_identical_builds_with_few_intervals_are_no_change(
+    intervals: int, per_interval: int
+) -> None:
+    # With few intervals, resampling intervals has almost no variance; the bootstrap
+    # resamples requests then, and the intervals are widened for the many tests made.
+    rng = np.random.default_rng(7)
+
+    def side() -> list[list[Histogram]]:
+        run = []
+        for _ in range(intervals):
+            h = Histogram()
+            h.record_many([int(v) for v in rng.lognormal(np.log(20_000), 0.5, per_interval)])
+            run.append(h)
+        return [run]
+
+    false_calls = 0
+    for seed in range(20):
+        cmp = compare_groups(
+            {("approval", 5): side()}, {("approval", 5): side()}, Thresholds(seed=seed)
+        )
+        false_calls += any(c.verdict in ("regression", "improvement") for c in cmp.changes)
+    assert false_calls == 0

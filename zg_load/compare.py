@@ -39,6 +39,8 @@ Side = Sequence[Sequence[Histogram]]  # runs -> interval histograms of one group
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 _FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 
+MIN_INTERVALS = 10  # below this, the bootstrap resamples requests, not intervals
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -183,9 +185,14 @@ def compare_groups(
 ) -> Comparison:
     """Compare every group present on either side, at every percentile of ``thresholds``."""
     th = thresholds or Thresholds()
+    groups = sorted(set(base) | set(cand), key=lambda g: (g[0], -g[1]))
+    # Many percentiles x groups are tested at once: widen each interval (Bonferroni) so
+    # the chance of any false verdict stays at 1 - confidence for the whole comparison.
+    tests = max(1, len(groups) * len(th.percentiles))
+    each = replace(th, confidence=1.0 - (1.0 - th.confidence) / tests)
     changes: list[Change] = []
-    for group in sorted(set(base) | set(cand), key=lambda g: (g[0], -g[1])):
-        changes += compare_group(group, base.get(group, ()), cand.get(group, ()), th)
+    for group in groups:
+        changes += compare_group(group, base.get(group, ()), cand.get(group, ()), each)
     return Comparison(tuple(changes), th, base_runs, cand_runs)
 
 
@@ -313,9 +320,19 @@ class _Grid:
     def bootstrap(
         self, runs: Sequence[Sequence[Histogram]], th: Thresholds, rng: np.random.Generator
     ) -> _FloatArray:
-        """(percentile, resample) values in µs: two-level when there are several runs."""
+        """(percentile, resample) values in µs: two-level when there are several runs.
+
+        With fewer than ``MIN_INTERVALS`` intervals in all, resampling intervals has almost
+        no variance (one interval resamples to itself), so requests are resampled instead
+        (multinomial over the merged buckets)."""
         counts = self.counts(runs)
         sizes = [len(r) for r in runs]
+        if sum(sizes) < MIN_INTERVALS:
+            merged = counts.sum(axis=0)
+            total = int(merged.sum())
+            drawn = rng.multinomial(total, merged / max(total, 1), size=th.resamples)
+            cumulative = np.cumsum(drawn.astype(np.float64), axis=1)
+            return np.stack([self._at(cumulative, p) for p in th.percentiles])
         offsets = np.cumsum([0, *sizes[:-1]])
         weights = np.zeros((th.resamples, counts.shape[0]), dtype=np.float64)
         rows = np.arange(th.resamples)
