@@ -254,3 +254,15 @@ def test_restore_exact_edges_after_decode() -> None:
         d.restore_exact(40_000, 50_000, 1)
     with pytest.raises(ValueError, match="empty"):
         Histogram().restore_exact(1, 2, 3)
+
+
+def test_merge_across_precisions_keeps_p100_equal_to_max() -> None:
+    coarse = Histogram(significant_figures=2)
+    coarse.record(816_151)
+    fine = Histogram()
+    fine.record(1_000)
+    fine.merge(coarse)
+    assert fine.count == 2
+    assert fine.max_us == 816_151
+    assert fine.percentile(100) == 816_151
+    assert fine.percentile(50) == 1_000

@@ -276,7 +276,7 @@ class Histogram:
         top_us = int(other._inner.max_value) if other._inner.total_count else 0
         if top_us > self._highest_us:
             self._widen(top_us)
-        self._add_buckets(other._inner)
+        self._add_buckets(other._inner, other._max_us)
         for value_us, count in other._overflow.items():
             self._record_count(value_us, count)
         assert other._min_us is not None and other._max_us is not None
@@ -289,12 +289,18 @@ class Histogram:
             and mine.sub_bucket_count == inner.sub_bucket_count
         )
 
-    def _add_buckets(self, inner: Any) -> None:
+    def _add_buckets(self, inner: Any, top_us: int | None = None) -> None:
         if not inner.total_count:
             return
         if not self._same_layout(inner):
+            # Another layout: re-record each bucket at its highest equivalent value (the
+            # value percentiles report), never above the other side's exact max, so the
+            # merged p100 is still that max.
             for index, count in _nonzero_of(inner):
-                self._record_count(int(inner.get_value_from_index(index)), count)
+                value = int(inner.get_highest_equivalent_value(inner.get_value_from_index(index)))
+                if top_us is not None:
+                    value = min(value, top_us)
+                self._record_count(value, count)
             return
         top = int(inner.get_counts_array_index(inner.max_value)) + 1
         self._view[:top] += np.frombuffer(inner.counts, dtype=np.uint64)[:top]
