@@ -188,3 +188,58 @@ def test_a_users_client_adapter_loads_by_import_path(tmp_path: Path) -> None:
 def test_bad_client_spec(spec: str, message: str) -> None:
     code, _, stderr = invoke("run", str(SMOKE), "--client", spec)
     assert code == 2 and stderr.startswith(f"zg-load: {message}")
+
+
+def test_report_and_compare_refuse_a_directory_that_is_not_a_run(tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "summary.json").write_text("{}")
+    code, _, stderr = invoke("report", str(bad))
+    assert code == 2 and "not a zg-load run" in stderr and "Traceback" not in stderr
+
+
+def test_compare_refuses_runs_of_different_scenarios(tmp_path: Path) -> None:
+    golden = Path(__file__).parent / "golden" / "smoke"
+    other = tmp_path / "other"
+    other.mkdir()
+    summary = orjson.loads((golden / "summary.json").read_bytes())
+    summary["scenario"]["name"] = "not_smoke"
+    (other / "summary.json").write_bytes(orjson.dumps(summary))
+    (other / "latency.hlog").write_text((golden / "latency.hlog").read_text())
+    code, _, stderr = invoke("compare", str(golden), str(other))
+    assert code == 2
+    assert "different scenarios (base: smoke; candidate: not_smoke)" in stderr
+
+
+def test_ray_missing_is_one_line_before_anything_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a)
+    )
+    code, _, stderr = invoke("run", str(SMOKE), "--ray")
+    assert (
+        code == 2
+        and stderr.strip()
+        == "zg-load: --ray needs Ray, which is not installed: pip install 'zg-load[ray]'"
+    )
+
+
+def test_fault_setups_without_the_admin_token_fail_before_any_load(tmp_path: Path) -> None:
+    from zg_load.embedded import start_embedded
+    from zg_load.scenario import ServiceSpec
+
+    service = start_embedded(ServiceSpec())
+    try:
+        scenario = Path(__file__).parent.parent / "scenarios" / "model_downgrade.toml"
+        out = tmp_path / "run"
+        code, _, stderr = invoke(
+            "run", str(scenario), "--target", service.url, "--out", str(out), "-q"
+        )
+    finally:
+        service.stop()
+    assert code == 2
+    assert "phases outage, restored set faults, which needs the target's admin API" in stderr
+    assert "HTTP 401" in stderr
+    assert not out.exists()

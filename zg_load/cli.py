@@ -6,6 +6,7 @@ error (one line on stderr, no traceback).
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -143,6 +144,8 @@ def run(
     Exit code 0 when every check passed, 1 when a check failed, 2 on a usage,
     scenario or target error.
     """
+    if ray_address is not None and importlib.util.find_spec("ray") is None:
+        fail("--ray needs Ray, which is not installed: pip install 'zg-load[ray]'")
     scenario = load_scenario(scenario_file)
     url = check_url(target) if target else None
     try:

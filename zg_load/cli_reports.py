@@ -35,6 +35,8 @@ from zg_load.report_formats import (
 
 PLOTS_DIR = "plots"
 
+RUN_KEYS = ("scenario", "accounting", "phases", "latency", "by_priority")
+
 
 def _fail(message: str, code: int = 2) -> NoReturn:
     click.echo(f"zg-load: {message}", err=True)
@@ -44,6 +46,9 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 def load_run(run_dir: Path) -> tuple[dict[str, Any], RunHistograms]:
     """The summary and histograms of a run directory; ValueError/OSError when unreadable."""
     summary = read_summary(run_dir)
+    missing = [k for k in RUN_KEYS if k not in summary]
+    if missing:
+        raise ValueError(f"not a zg-load run (summary.json has no {', '.join(missing)})")
     hlog = run_dir / "latency.hlog"
     text = hlog.read_text(encoding="ascii") if hlog.exists() else None
     return summary, run_histograms(summary, text)
@@ -144,6 +149,25 @@ def report(
         click.echo(text, nl=False)
     else:
         write_whole(out, text.encode("utf-8"))
+
+
+def same_scenario(base: Sequence[Path], cand: Sequence[Path]) -> None:
+    """Refuse to compare runs of different scenarios; say which runs are partial."""
+    names: dict[Path, str] = {}
+    for path in [*base, *cand]:
+        summary, _ = _load_or_fail(path)
+        names[path] = str(summary["scenario"]["name"])
+        if summary.get("partial"):
+            click.echo(
+                f"zg-load: note: {path} is a partial run ({summary.get('stop_reason')})", err=True
+            )
+    found = sorted(set(names.values()))
+    if len(found) > 1:
+        by_side = [sorted({names[p] for p in side}) for side in (base, cand)]
+        _fail(
+            f"these runs are of different scenarios (base: {', '.join(by_side[0])}; candidate: "
+            f"{', '.join(by_side[1])}); compare runs of one scenario"
+        )
 
 
 def run_dirs(path: Path) -> list[Path]:
@@ -269,6 +293,7 @@ def compare(
         thresholds_file, threshold_pct, threshold_ms, confidence, percentiles, resamples, seed
     )
     base_paths, cand_paths = run_dirs(base), run_dirs(cand)
+    same_scenario(base_paths, cand_paths)
     base_groups, base_merged = side_groups(base_paths, phases)
     cand_groups, cand_merged = side_groups(cand_paths, phases)
     cmp = compare_groups(base_groups, cand_groups, th, len(base_paths), len(cand_paths))

@@ -84,6 +84,8 @@ class AdminClient(Protocol):
 
     async def set_faults(self, faults: Mapping[str, Any]) -> Answer: ...
 
+    async def get_faults(self) -> Answer: ...
+
     async def clear_faults(self) -> Answer: ...
 
     async def reset(self) -> Answer: ...
@@ -223,6 +225,10 @@ class AIOpsCalls(ABC):
     async def set_faults(self, faults: Mapping[str, Any]) -> Answer:
         """Admin: merge faults into the service's current set (needs the admin token)."""
         return await self._call("PUT", "/v1/admin/faults", dict(faults), admin=True)
+
+    async def get_faults(self) -> Answer:
+        """Admin: the faults in force (also proves the admin token works)."""
+        return await self._call("GET", "/v1/admin/faults", admin=True)
 
     async def clear_faults(self) -> Answer:
         return await self._call("DELETE", "/v1/admin/faults", admin=True)

@@ -285,6 +285,12 @@ def render_text(
     if summary["target"]["embedded"]:
         head += " (embedded reference service)"
     lines = [head, f"started {summary['started_at']}"]
+    budget = (summary.get("target_state_before") or {}).get("budget")
+    if isinstance(budget, dict) and budget.get("max_usd") is not None:
+        lines.append(
+            f"target budget when the run started: spent ${fmt(budget.get('spent_usd'))}, "
+            f"reserved ${fmt(budget.get('reserved_usd'))} of ${fmt(budget.get('max_usd'))}"
+        )
     if summary["partial"]:
         lines.append(
             f"PARTIAL RUN: stopped early ({summary['stop_reason']}); figures cover what ran"

@@ -30,7 +30,7 @@ from zg_load.artifacts import (
 from zg_load.cli_reports import write_run_reports
 from zg_load.client import Answer, TargetClient, make_target_client
 from zg_load.clock import RealClock
-from zg_load.embedded import EmbeddedError, EmbeddedService, start_embedded
+from zg_load.embedded import EmbeddedError, EmbeddedService, service_args, start_embedded
 from zg_load.engine import Engine, EngineConfig
 from zg_load.plan import closed_streams, plan
 from zg_load.progress import Progress
@@ -88,6 +88,13 @@ def execute(
     except (FileExistsError, OSError) as exc:
         raise RunError(str(exc)) from None
     service: EmbeddedService | None = None
+    flags = service_args(scenario.service)
+    if target is not None and flags:
+        click.echo(
+            f"zg-load: note: [service] settings apply to the embedded service only; {target} runs "
+            f"with its own. The reference service with them: zg-load serve {' '.join(flags)}",
+            err=True,
+        )
     if target is None:
         try:
             service = start_embedded(scenario.service)
@@ -124,6 +131,23 @@ async def _preflight(client: TargetClient, url: str) -> None:
             raise RunError(f"cannot reach target {url}: {detail}")
         raise RunError(f"target {url} is not healthy: GET /health answered HTTP {answer.status}")
     raise RunError(f"target {url} did not answer GET /health within {PREFLIGHT_TIMEOUT_S:g} s")
+
+
+async def _check_admin(client: TargetClient, url: str, scenario: Scenario) -> None:
+    """Phase setups that change faults need the admin token: find out before any load."""
+    needs = [
+        p.name for p in scenario.phases if p.setup and (p.setup.faults or p.setup.clear_faults)
+    ]
+    if not needs:
+        return
+    answer = await client.get_faults()
+    if not answer.ok:
+        which = f"phases {', '.join(needs)} set" if len(needs) > 1 else f"phase {needs[0]} sets"
+        detail = f"HTTP {answer.status}" if answer.status else str(answer.reason)
+        raise RunError(
+            f"{which} faults, which needs the target's admin API: GET {url}/v1/admin/faults "
+            f"answered {detail} (pass --admin-token or set ZG_LOAD_ADMIN_TOKEN)"
+        )
 
 
 async def _warm(client: TargetClient, connections: int) -> None:
@@ -207,10 +231,12 @@ async def _run(
         raise RunError(f"cannot use the client: {exc}") from None
     try:
         await _preflight(client, url)
+        await _check_admin(client, url, scenario)
         await _setup(client, scenario.target)
         refused = await apply_phase_setup(client, scenario.phases[0])
         if refused:
             raise RunError(f"target refused the setup of {refused[0]}")
+        before = await target_state(client)
         await _warm(client, min(scenario.max_in_flight, WARM_CONNECTIONS))
         try:
             run_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (once, before the clock starts)
@@ -227,6 +253,7 @@ async def _run(
     finally:
         await client.aclose()
     summary = build_summary(result, scenario, target=url, embedded=embedded, started_at=started_at)
+    summary["target_state_before"] = before
     summary["target_state"] = state
     if observations is not None:  # worker processes keep their answers to themselves
         attach(summary, observations, scenario)  # needs the target state; before the checks
