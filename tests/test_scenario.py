@@ -555,3 +555,33 @@ def test_closed_loop_errors(stream: str, error: str) -> None:
     with pytest.raises(ScenarioError) as info:
         parse_scenario(text, "c.toml")
     assert str(info.value).startswith(error)
+
+
+@pytest.mark.parametrize(
+    ("check", "error"),
+    [
+        (
+            '"refusal_rat < 0.01"',
+            "c.toml:1: checks[0]: unknown metric 'refusal_rat'; did you mean refusal_rate",
+        ),
+        (
+            '"latency.p98_ms{op=approval} < 5"',
+            "c.toml:1: checks[0]: unknown metric 'latency.p98_ms'; did you mean",
+        ),
+        ('"no_such_thing > 1"', "c.toml:1: checks[0]: unknown metric 'no_such_thing'"),
+    ],
+)
+def test_checks_on_unknown_metrics_fail_validation(check: str, error: str) -> None:
+    text = f"checks = [{check}]\n" + MINIMAL
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(text, "c.toml")
+    assert str(info.value).startswith(error)
+
+
+def test_checks_on_known_metrics_pass_validation() -> None:
+    for check in (
+        "refusal_rate{op=approval,priority=1} < 0.5",
+        "budget.respected == 1",
+        "service.max_ms < 9",
+    ):
+        parse_scenario(f'checks = ["{check}"]\n' + MINIMAL, "c.toml")

@@ -19,6 +19,7 @@ from typing import Any, Literal, TypeAlias
 import msgspec
 
 from zg_load.checks import DEFAULT_CHECKS, Check, lag_check, parse_check
+from zg_load.metric_names import unknown_metric
 from zg_load.schedule import Arrival, ClosedLoop, Constant, Poisson, Ramp
 from zg_load.units import UnitError, parse_duration, parse_rate
 
@@ -518,9 +519,13 @@ def _build_checks(raw: _RawScenario, analysis: AnalysisSpec, where: _Locator) ->
     user = []
     for i, text in enumerate(raw.checks):
         try:
-            user.append(parse_check(text))
+            check = parse_check(text)
         except ValueError as exc:
             raise where.error(("checks", i), str(exc)) from None
+        problem = unknown_metric(check.metric)
+        if problem is not None:
+            raise where.error(("checks", i), problem)
+        user.append(check)
     if not raw.default_checks:
         return tuple(user)
     # A user's check on a metric replaces the default check on it.
