@@ -64,12 +64,21 @@ def _accounting(acc: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _length(p: Mapping[str, Any]) -> str:
+    ran = p.get("ran_s", p["duration_s"])
+    if ran == p["duration_s"]:
+        return fmt(p["duration_s"], 1, "s")
+    if not ran:
+        return "not reached"
+    return f"{fmt(ran, 1, 's')} of {fmt(p['duration_s'], 1, 's')}"
+
+
 def _phases(phases: Sequence[Mapping[str, Any]]) -> list[str]:
     rows = [
         [
             p["name"],
             p["role"],
-            fmt(p["duration_s"], 1, "s"),
+            _length(p),
             fmt(p["intended"]),
             fmt(p["sent"]),
             fmt(p["intended_rate_per_s"], 1, "/s"),

@@ -53,13 +53,17 @@ def _phases(result: RunResult, scenario: Scenario) -> list[dict[str, Any]]:
     for i, (phase, start_ns) in enumerate(
         zip(scenario.phases, phase_starts_ns(scenario), strict=True)
     ):
+        # An interrupted run divides by the time each phase really ran (0: never reached).
         d = phase.duration_s
+        if result.partial:
+            d = min(phase.duration_s, max(0.0, (result.end_ns - start_ns) / NS_PER_S))
         out.append(
             {
                 "name": phase.name,
                 "role": phase.role,
                 "start_s": start_ns / NS_PER_S,
-                "duration_s": d,
+                "duration_s": phase.duration_s,
+                "ran_s": round(d, 6),
                 "intended": result.phase_intended[i],
                 "sent": result.phase_sent[i],
                 "intended_rate_per_s": round(result.phase_intended[i] / d, 3) if d else None,
@@ -249,6 +253,8 @@ def _recovery(result: RunResult, scenario: Scenario) -> dict[str, Any] | None:
         (s, s + round(p.duration_s * NS_PER_S))
         for s, p in zip(starts, scenario.phases, strict=True)
     ]
+    if result.partial and result.end_ns < spans[roles["storm"]][1]:
+        return None  # stopped before the storm ended: there was nothing to recover from
     a = scenario.analysis
     rec = recovery_time(
         result.intervals,
