@@ -126,7 +126,9 @@ def _time_to_detect(sections: Mapping[str, Any]) -> dict[str, Any]:
         if name in sections:
             applies, seconds = detect(sections[name])
             if applies:
-                parts[name] = seconds
+                # A notice written before the client heard of the crossing detected it at
+                # once: a time to detect is never negative (the section keeps the raw delay).
+                parts[name] = None if seconds is None else max(0.0, seconds)
     if not parts:
         return {}
     values = list(parts.values())
