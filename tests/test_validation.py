@@ -240,7 +240,9 @@ def test_metrics_time_to_detect_and_resilience() -> None:
         "time_to_detect_by_section",
         "resilience",
     }
-    assert validation["time_to_detect_s"] == -0.0005
+    assert (
+        validation["time_to_detect_s"] == 0.0
+    )  # detected at once: the raw delay stays in the budget section
     assert validation["resilience"] == {
         "factors": {
             "budget_respected": 1.0,
@@ -256,7 +258,7 @@ def test_metrics_time_to_detect_and_resilience() -> None:
     assert metrics["budget.notified"] == 1.0
     assert metrics["budget.priority_based_denial"] == 1.0
     assert metrics["budget.notification_delay_s"] == -0.0005
-    assert metrics["time_to_detect_s"] == -0.0005
+    assert metrics["time_to_detect_s"] == 0.0
     assert "hallucination.recall" not in metrics  # no section, no metric
     assert validation_metrics({}) == {}
 
@@ -297,7 +299,7 @@ def test_render_prints_every_field() -> None:
         assert f"  {field} " in text
     assert "priority_based_denial           1\n" in text
     assert "approved_by_priority            3=5\n" in text
-    assert "time to detect  -0.0005 s (budget=-0.0005)" in text
+    assert "time to detect  0 s (budget=0)" in text
     silent = validate(obs, scenario(), {"start_epoch_s": START, "target_state": {}})
     assert "notification_delay_s            n/a\n" in render_validation(silent)
 
