@@ -205,7 +205,9 @@ def _spectrum(hists: RunHistograms) -> list[str]:
 
 
 def _refusals(by_priority: Mapping[str, Any]) -> list[str]:
-    out = ["Refusals by priority (designed answers)"]
+    out = [
+        "Refusals by priority over the whole run (designed answers; read 'By phase' for the storm)"
+    ]
     for op, prios in by_priority.items():
         rows = [
             [
@@ -228,18 +230,20 @@ def _refusals(by_priority: Mapping[str, Any]) -> list[str]:
 
 def _storm(s: Mapping[str, Any]) -> list[str]:
     d = s["priority_adherence_detail"]
-    out = [
-        "Storm",
-        f"  priority adherence   {fmt(s['priority_adherence'], 3)}"
-        f"  ({d['held']} of {d['comparisons']} comparisons held, request-weighted)",
-    ]
     rec = s.get("recovery")
+    out = [
+        "Storm" if rec is not None else "Service under load",
+        f"  priority adherence   {fmt(s['priority_adherence'], 3)}"
+        f"  (request-weighted share of {d['comparisons']} adjacent-priority comparisons;"
+        f" {d['held']} held)",
+    ]
     if rec is not None:
         never = " (never recovered within the run)" if rec["recovery_time_s"] is None else ""
         out += [
             f"  recovery time        {fmt(rec['recovery_time_s'], 1, ' s')}{never}",
             f"  baseline             p99 {fmt(rec['baseline_p99_ms'], 2, ' ms')}, refused "
-            f"{fmt(_pct(rec['baseline_refusal_rate']), 1, '%')}",
+            f"{fmt(_pct(rec['baseline_refusal_rate']), 1, '%')}"
+            "  (p99: median of the phase's interval p99s, all priorities)",
             f"  storm                p99 {fmt(rec['storm_p99_ms'], 2, ' ms')}, refused "
             f"{fmt(_pct(rec['storm_refusal_rate']), 1, '%')}",
         ]
