@@ -9,7 +9,10 @@ what it measured and is marked partial), and writes the run directory.
 
 from __future__ import annotations
 
+import os
+import platform
 import signal
+import sys
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -133,6 +136,26 @@ async def _preflight(client: TargetClient, url: str) -> None:
     raise RunError(f"target {url} did not answer GET /health within {PREFLIGHT_TIMEOUT_S:g} s")
 
 
+def _environment(scale: ScaleOut, client_class: type[Any] | None) -> dict[str, Any]:
+    """How the run was made: enough to tell two runs' setups apart when comparing them."""
+    client = (
+        "builtin"
+        if client_class is None
+        else f"{client_class.__module__}:{client_class.__qualname__}"
+    )
+    return {
+        "command": sys.argv,
+        "transport": scale.transport if client_class is None else None,
+        "client": client,
+        "workers": scale.workers,
+        "ray": scale.ray_address,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "host": platform.node(),
+    }
+
+
 async def _check_admin(client: TargetClient, url: str, scenario: Scenario) -> None:
     """Phase setups that change faults need the admin token: find out before any load."""
     needs = [
@@ -253,6 +276,7 @@ async def _run(
     finally:
         await client.aclose()
     summary = build_summary(result, scenario, target=url, embedded=embedded, started_at=started_at)
+    summary["environment"] = _environment(scale, client_class)
     summary["target_state_before"] = before
     summary["target_state"] = state
     if observations is not None:  # worker processes keep their answers to themselves
