@@ -15,6 +15,8 @@ from typing import Any
 from zg_load.plots import Plot
 from zg_load.render import WRK2_PERCENTILES, cell, fmt, percentile_rows
 from zg_load.report_formats import RunHistograms
+from zg_load.validation import SECTIONS
+from zg_load.validation_render import render_validation
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
@@ -79,13 +81,44 @@ def _phases(phases: Sequence[Mapping[str, Any]]) -> str:
             _e(p["role"]),
             _e(fmt(p["start_s"], 1, " s")),
             _e(fmt(p["duration_s"], 1, " s")),
+            _e(fmt(p["intended"])),
+            _e(fmt(p["sent"])),
             _e(fmt(p["intended_rate_per_s"], 1, "/s")),
             _e(fmt(p["achieved_rate_per_s"], 1, "/s")),
         ]
         for p in phases
     ]
-    heads = ["phase", "role", "starts", "length", "intended rate", "achieved rate"]
+    heads = [
+        "phase",
+        "role",
+        "starts",
+        "length",
+        "intended",
+        "sent",
+        "intended rate",
+        "achieved rate",
+    ]
     return html_table(heads, rows)
+
+
+def _by_phase(phases: Sequence[Mapping[str, Any]]) -> str:
+    """Refused share / p99 of admitted per priority, for requests completed in each phase."""
+    out = []
+    for op in sorted({op for p in phases for op in p.get("by_priority", {})}):
+        prios = sorted({int(k) for p in phases for k in p["by_priority"].get(op, {})}, reverse=True)
+        rows = []
+        for p in phases:
+            cells = [_e(p["name"])]
+            for prio in prios:
+                r = p["by_priority"].get(op, {}).get(str(prio))
+                if r is None:
+                    cells.append("-")
+                    continue
+                rate = _pct(r["refusal_rate"])
+                cells.append(_e(f"{fmt(rate, 1, '%')} / {fmt(r['p99_ms'], 1, ' ms')}"))
+            rows.append(cells)
+        out.append(html_table([op, *(f"p{q}" for q in prios)], rows))
+    return "".join(out)
 
 
 def _latency(summary: Mapping[str, Any], hists: RunHistograms) -> str:
@@ -181,11 +214,19 @@ def render_html(summary: Mapping[str, Any], hists: RunHistograms, plots: Sequenc
         _refusals(summary["by_priority"]),
         "<h2>Phases</h2>",
         _phases(summary["phases"]),
+        "<h2>By phase: refused / p99 of admitted, per priority</h2>",
+        _by_phase(summary["phases"]),
         "<h2>Storm and generator</h2>",
         _storm(summary),
         "<h2>Accounting</h2>",
         _accounting(summary["accounting"]),
     ]
+    validation = summary.get("validation")
+    if validation and any(validation.get(name) for name in SECTIONS):
+        body += [
+            "<h2>Validation (every figure measured in this run)</h2>",
+            f"<pre>{_e(render_validation(validation))}</pre>",
+        ]
     if "checks" in summary:
         body += ["<h2>Checks</h2>", _checks(summary["checks"])]
     return (

@@ -288,8 +288,16 @@ def refusals(summary: Mapping[str, Any], hists: RunHistograms) -> bytes | None:
         share = np.where(allx > 0, 100.0 * refused / np.maximum(allx, 1), np.nan)
         bottom.plot(starts + lengths / 2, share, color=color(prio), marker=".", label=labels[-1])
     if stacks:
-        top.stackplot(starts + lengths / 2, *stacks, labels=labels, colors=colors, alpha=0.85)
+        # Steps over each interval (as the throughput plot), so refusals never appear to
+        # start before the interval that had them.
+        edges = np.append(starts, starts[-1] + lengths[-1])
+        below = np.zeros(len(edges))
+        for values, label, c in zip(stacks, labels, colors, strict=True):
+            above = below + np.append(values, values[-1])
+            top.fill_between(edges, below, above, step="post", color=c, alpha=0.85, label=label)
+            below = above
         _legend_right(top)
+        _legend_right(bottom)
     else:
         top.text(0.5, 0.5, "no refusals in this run", transform=top.transAxes, ha="center")
     top.set_ylabel("refused per second")
@@ -320,8 +328,8 @@ def budget(summary: Mapping[str, Any]) -> bytes | None:
     status = [
         s for s in summary.get("timeline", {}).get("status", []) if s.get("spent_usd") is not None
     ]
-    if not status:
-        return None
+    if not status or not any(s["spent_usd"] or s.get("reserved_usd") for s in status):
+        return None  # nothing was spent or reserved: no picture to draw
     t = [s["t_s"] for s in status]
     spent = [s["spent_usd"] or 0.0 for s in status]
     held = [sp + (s.get("reserved_usd") or 0.0) for sp, s in zip(spent, status, strict=True)]
