@@ -107,3 +107,11 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
 
 def test_a_directory_stands_for_the_seed_scenarios_in_order() -> None:
     assert scenario_files((SCENARIOS,)) == [SCENARIOS / f"{n}.toml" for n in SEED_SCENARIOS]
+
+
+def test_run_all_scenarios_without_scenarios_says_why(tmp_path: Path) -> None:
+    from zg_load.suite import StressTestEngine
+
+    engine = StressTestEngine(scenarios_dir=tmp_path / "nowhere", out=tmp_path / "suite")
+    with pytest.raises(FileNotFoundError, match="no seed scenarios in"):
+        engine.run_all_scenarios()

@@ -103,7 +103,16 @@ class StressTestEngine:
         return result
 
     def run_all_scenarios(self) -> dict[str, dict[str, Any]]:
-        """Run the seed's five scenarios from ``scenarios_dir``, in the seed's order."""
+        """Run the seed's five scenarios from ``scenarios_dir``, in the seed's order.
+
+        FileNotFoundError when ``scenarios_dir`` holds none of them (e.g. run from outside
+        the repository without ``scenarios_dir=``): a suite of five failures would
+        otherwise score 0.0 without saying why."""
+        if not any((self.scenarios_dir / f"{name}.toml").is_file() for name in SEED_SCENARIOS):
+            raise FileNotFoundError(
+                f"no seed scenarios in {self.scenarios_dir.resolve()}: pass "
+                "StressTestEngine(scenarios_dir=...) pointing at zg_load's scenarios/ folder"
+            )
         return {name: self.run_scenario(name) for name in SEED_SCENARIOS}
 
     def generate_report(self) -> str:

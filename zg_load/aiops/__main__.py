@@ -9,25 +9,57 @@ from zg_load.aiops.config import DEFECTS, ServiceConfig
 from zg_load.aiops.server import serve
 
 
-def parse_args(argv: Sequence[str] | None = None) -> ServiceConfig:
+def parse_args(argv: Sequence[str] | None = None, prog: str = "zg-load serve") -> ServiceConfig:
     """The `ServiceConfig` described by command-line arguments."""
     parser = argparse.ArgumentParser(
-        prog="python -m zg_load.aiops",
-        description="Serve the reference AI Ops service (budget, admission, models, checks, faults).",
-        epilog="example: python -m zg_load.aiops --port 8080 --db ledger.db --time-scale 0.1",
+        prog=prog,
+        description="Serve the reference AI Ops service (budget, admission, models, checks, "
+        "faults) until Ctrl-C. It prints its URL and, when it generated one, its admin token.",
+        epilog="examples:\n  zg-load serve --port 8080\n"
+        "  zg-load serve --port 8080 --db ledger.db --time-scale 0.1\n"
+        "  zg-load serve --port 8080 --workers 8 --service-time-ms 2 --defect shedding",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     default = ServiceConfig()
-    parser.add_argument("--host", default=default.host)
-    parser.add_argument("--port", type=int, default=default.port, help="0 picks a free port")
+    parser.add_argument(
+        "--host", default=default.host, help=f"address to bind (default {default.host})"
+    )
+    parser.add_argument(
+        "--port", type=int, default=default.port, help="0 picks a free port (default 0)"
+    )
     parser.add_argument("--db", default=None, help="SQLite ledger file (default: a temporary one)")
     parser.add_argument("--token", default=None, help="admin bearer token (default: generated)")
-    parser.add_argument("--workers", type=int, default=default.approval_workers)
     parser.add_argument(
-        "--service-time-ms", type=float, default=default.approval_service_time_s * 1000
+        "--workers",
+        type=int,
+        default=default.approval_workers,
+        help=f"approval workers (default {default.approval_workers})",
     )
-    parser.add_argument("--queue-bound", type=int, default=default.queue_bound)
-    parser.add_argument("--max-queue-wait-ms", type=float, default=default.max_queue_wait_s * 1000)
-    parser.add_argument("--budget-usd", type=float, default=None)
+    parser.add_argument(
+        "--service-time-ms",
+        type=float,
+        default=default.approval_service_time_s * 1000,
+        help="simulated time each approval takes a worker "
+        f"(default {default.approval_service_time_s * 1000:g}; capacity = workers / service time)",
+    )
+    parser.add_argument(
+        "--queue-bound",
+        type=int,
+        default=default.queue_bound,
+        help=f"approvals that may wait before the lowest priority is shed (default {default.queue_bound})",
+    )
+    parser.add_argument(
+        "--max-queue-wait-ms",
+        type=float,
+        default=default.max_queue_wait_s * 1000,
+        help=f"longest an approval may wait before it is shed (default {default.max_queue_wait_s * 1000:g})",
+    )
+    parser.add_argument(
+        "--budget-usd",
+        type=float,
+        default=None,
+        help="budget limit (default: the ledger's; 100 when new)",
+    )
     parser.add_argument("--window", default=default.budget_window, help="e.g. 1d, 12h, 30m")
     parser.add_argument(
         "--time-scale",
