@@ -16,7 +16,13 @@ from urllib.parse import urlparse
 import click
 
 from zg_load.scenario import Scenario, ScenarioError
-from zg_load.suite import SEED_SCENARIOS, SUITE_FILE, StressTestEngine, load_scenario_file
+from zg_load.suite import (
+    SEED_SCENARIOS,
+    SUITE_FILE,
+    StressTestEngine,
+    default_scenarios_dir,
+    load_scenario_file,
+)
 from zg_load.validation_render import render_suite
 
 
@@ -28,7 +34,7 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 def scenario_files(paths: tuple[Path, ...]) -> list[Path]:
     """Files as given; a directory stands for the seed's scenarios in it (all *.toml if none)."""
     files: list[Path] = []
-    for path in paths or (Path("scenarios"),):
+    for path in paths or (default_scenarios_dir(),):
         if not path.is_dir():
             files.append(path)
             continue

@@ -53,6 +53,18 @@ def default_suite_dir(root: Path = Path("results")) -> Path:
     return root / f"suite-{stamp}"
 
 
+def default_scenarios_dir() -> Path:
+    """``scenarios/`` here, else the copy installed inside the package, else the checkout's."""
+    here = Path("scenarios")
+    if here.is_dir():
+        return here
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "scenarios", package.parent / "scenarios"):
+        if candidate.is_dir():
+            return candidate
+    return here
+
+
 class StressTestEngine:
     """Runs stress scenarios against one target and keeps their results (see module doc)."""
 
@@ -61,7 +73,7 @@ class StressTestEngine:
         target: str | None = None,
         *,
         admin_token: str | None = None,
-        scenarios_dir: Path = Path("scenarios"),
+        scenarios_dir: Path | None = None,
         out: Path | None = None,
         progress: bool = False,
     ) -> None:
@@ -69,7 +81,7 @@ class StressTestEngine:
         ``out``: the suite directory, one run directory per scenario inside it."""
         self.target = target
         self.admin_token = admin_token
-        self.scenarios_dir = scenarios_dir
+        self.scenarios_dir = scenarios_dir or default_scenarios_dir()
         self.out = out or default_suite_dir()
         self.progress = progress
         self.test_results: dict[str, dict[str, Any]] = {}
