@@ -311,12 +311,16 @@ CHECK_GRAMMAR = "expected METRIC{label=value,...} OP NUMBER with OP one of < <= 
         (31, "", "unit.toml:30: phases[0].streams[0].rate: required field is missing"),
         (1, "", "unit.toml:1: name: required field is missing"),
         # wrong types
-        (3, 'max_in_flight = "many"', "unit.toml:3: max_in_flight: expected int, got str"),
-        (2, "seed = true", "unit.toml:2: seed: expected int, got bool"),
+        (
+            3,
+            'max_in_flight = "many"',
+            "unit.toml:3: max_in_flight: expected a whole number, got text in quotes",
+        ),
+        (2, "seed = true", "unit.toml:2: seed: expected a whole number, got true or false"),
         (
             15,
             'cost_usd = "cheap"',
-            "unit.toml:15: mixes.mixed[0].cost_usd: expected float | array, got str",
+            "unit.toml:15: mixes.mixed[0].cost_usd: expected a number or a list, got text in quotes",
         ),
         # TOML syntax
         (
@@ -497,7 +501,7 @@ def test_errors(line: int, new: str, error: str) -> None:
             "x.toml:2: phases[0].streams: a phase needs at least one stream",
         ),
         ('name = " "\n' + MINIMAL.split("\n", 1)[1], "x.toml:1: name: must not be empty"),
-        ("mixes = 3\n", "x.toml:1: mixes: expected object, got int"),
+        ("mixes = 3\n", "x.toml:1: mixes: expected a table, got a whole number"),
     ],
 )
 def test_errors_in_other_shapes(text: str, error: str) -> None:

@@ -679,7 +679,8 @@ class _Locator:
                 else "required field is missing"
             )
             path, message = (*path, field_match[2]), problem
-        return self.error(path, message.replace("`", "").replace("Expected", "expected"))
+        message = message.replace("`", "").replace("Expected", "expected")
+        return self.error(path, _plain_types(message, path[-1] if path else ""))
 
     def syntax_error(self, message: str) -> ScenarioError:
         """A TOML syntax error; tomllib's message carries the line (or 'end of document')."""
@@ -828,3 +829,41 @@ class _ValueScanner:
             self.pending = True
         self.depth += (char in "[{") - (char in "]}")
         return pos + 1
+
+
+_TYPE_WORDS = {
+    "str": "text in quotes",
+    "int": "a whole number",
+    "float": "a number",
+    "bool": "true or false",
+    "array": "a list",
+    "object": "a table",
+    "null": "nothing",
+}
+_DURATIONS = (
+    "duration",
+    "timeout",
+    "interval",
+    "drain",
+    "think",
+    "max_queue_wait",
+    "approval_service_time",
+    "lag_p99_limit",
+    "health_probe_interval",
+)
+_TYPE_MISMATCH = re.compile(r"expected (.+), got (\w+)")
+
+
+def _plain_types(message: str, field: object) -> str:
+    """'expected str | null, got int' in words a scenario's author uses, with an example."""
+    found = _TYPE_MISMATCH.fullmatch(message)
+    if not found:
+        return message
+    if field in ("rate", "to_rate"):
+        want = 'a rate in quotes, like "200/s" or "1/500ms"'
+    elif field in _DURATIONS:
+        want = 'a duration in quotes, like "10s" or "250ms"'
+    else:
+        kinds = [k.strip() for k in found[1].split("|") if k.strip() != "null"]
+        want = " or ".join(_TYPE_WORDS.get(k, k) for k in kinds)
+    return f"expected {want}, got {_TYPE_WORDS.get(found[2], found[2])}"
