@@ -214,3 +214,23 @@ def test_identical_builds_with_few_intervals_are_no_change(
         )
         false_calls += any(c.verdict in ("regression", "improvement") for c in cmp.changes)
     assert false_calls == 0
+
+
+@pytest.mark.parametrize(
+    ("base", "cand", "worse"),
+    [
+        ((1000, 100, 0), (1000, 200, 0), {"refused"}),  # +10 points, far beyond noise
+        ((1000, 100, 0), (1000, 130, 0), set()),  # +3 points: under the 5-point threshold
+        ((10, 0, 0), (10, 2, 0), set()),  # +20 points on 10 requests: within 3 standard errors
+        ((1000, 0, 0), (1000, 0, 80), {"failed"}),  # failures are judged the same way
+        ((1000, 200, 0), (1000, 100, 0), set()),  # fewer refusals is not a regression
+    ],
+)
+def test_refused_and_failed_shares(
+    base: tuple[int, int, int], cand: tuple[int, int, int], worse: set[str]
+) -> None:
+    from zg_load.compare import compare_shares
+
+    changes = compare_shares({("approval", 5): base}, {("approval", 5): cand}, 5.0)
+    assert {c.kind for c in changes if c.worse} == worse
+    assert [c.kind for c in changes] == ["refused", "failed"]

@@ -17,7 +17,15 @@ import click
 import orjson
 
 from zg_load.artifacts import read_summary, write_whole
-from zg_load.compare import Group, Thresholds, compare_groups, parse_thresholds
+from zg_load.compare import (
+    Group,
+    ShareCounts,
+    Thresholds,
+    compare_groups,
+    compare_shares,
+    parse_thresholds,
+    render_shares,
+)
 from zg_load.hdr import Histogram
 from zg_load.hlog import format_hgrm, tag_for
 from zg_load.htmlreport import render_html
@@ -218,6 +226,15 @@ def side_groups(
 @click.argument("cand", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--threshold-pct", type=float, help="Relative change that matters, in % [10].")
 @click.option("--threshold-ms", type=float, help="Absolute change that matters, in ms [1].")
+@click.option(
+    "--threshold-refused",
+    "refused_points",
+    type=float,
+    default=5.0,
+    show_default=True,
+    help="Rise in a priority's refused or failed share, in percentage points, that is a "
+    "regression (also needs 3 standard errors).",
+)
 @click.option("--confidence", type=float, help="Confidence of the interval [0.95].")
 @click.option(
     "--percentiles", metavar="LIST", help="Comma-separated, e.g. 50,90,99,99.9 (the default)."
@@ -257,6 +274,7 @@ def compare(
     cand: Path,
     threshold_pct: float | None,
     threshold_ms: float | None,
+    refused_points: float,
     confidence: float | None,
     percentiles: str | None,
     thresholds_file: Path | None,
@@ -281,7 +299,10 @@ def compare(
       improvement  the whole interval is below -threshold-pct AND below -threshold-ms
       no change    otherwise (a change inside HDR precision and the noise)
       n/a          too few samples to estimate the percentile (never gates)
-    Exit code 1 when any percentile regressed, 0 otherwise, 2 on bad input.
+    Refused and failed shares of all requests are compared too: a candidate that answers
+    faster by shedding more is a regression when a share rises by --threshold-refused
+    points (and 3 standard errors).
+    Exit code 1 when any percentile or share regressed, 0 otherwise, 2 on bad input.
 
     \b
     Examples:
@@ -297,17 +318,48 @@ def compare(
     base_groups, base_merged = side_groups(base_paths, phases)
     cand_groups, cand_merged = side_groups(cand_paths, phases)
     cmp = compare_groups(base_groups, cand_groups, th, len(base_paths), len(cand_paths))
+    shares = compare_shares(
+        side_shares(base_paths, phases), side_shares(cand_paths, phases), refused_points
+    )
     render = {"text": render_comparison_text, "json": render_comparison_json}
     if fmt == "markdown":
         click.echo(render_comparison_markdown(cmp), nl=False)
     else:
         click.echo(render[fmt](cmp), nl=False)
+    if fmt != "json":
+        click.echo("\n" + render_shares(shares), nl=False)
     if plot_out is not None:
         write_whole(plot_out, comparison_plot(cmp, base_merged, cand_merged))
     if md_out is not None:
         name = plot_out.name if plot_out is not None else None
-        write_whole(md_out, render_comparison_markdown(cmp, name).encode("utf-8"))
-    sys.exit(1 if cmp.regressions else 0)
+        text = render_comparison_markdown(cmp, name) + "\n```\n" + render_shares(shares) + "```\n"
+        write_whole(md_out, text.encode("utf-8"))
+    worse = [s for s in shares if s.worse]
+    if worse:
+        names = ", ".join(f"{s.op} p{s.priority} {s.kind}" for s in worse)
+        click.echo(f"Verdict: REGRESSION in refused/failed shares ({names})")
+    sys.exit(1 if cmp.regressions or worse else 0)
+
+
+def side_shares(paths: Sequence[Path], phases: Sequence[str]) -> ShareCounts:
+    """(requests, refused, failed) per (op, priority), summed over a side's runs."""
+    out: dict[Group, tuple[int, int, int]] = {}
+    for path in paths:
+        summary, _ = _load_or_fail(path)
+        tables = (
+            [p["by_priority"] for p in summary["phases"] if p["name"] in phases]
+            if phases
+            else [summary["by_priority"]]
+        )
+        for table in tables:
+            for op, rows in table.items():
+                for prio, r in rows.items():
+                    failed = r.get(
+                        "failed", r.get("error", 0) + r.get("timeout", 0) + r.get("transport", 0)
+                    )
+                    n, x, y = out.get((op, int(prio)), (0, 0, 0))
+                    out[(op, int(prio))] = (n + r["requests"], x + r["refused"], y + failed)
+    return out
 
 
 def _thresholds(

@@ -352,3 +352,59 @@ class _Grid:
         rank = np.clip(np.ceil(math.nextafter(p, -math.inf) * total / 100.0), 1, None)
         index = (cumulative < rank[:, None]).sum(axis=1)
         return np.asarray(self.values_us[np.minimum(index, self.values_us.size - 1)])
+
+
+# -- refused and failed shares -------------------------------------------------------------
+
+ShareCounts = dict[Group, tuple[int, int, int]]  # (requests, refused, failed) per group
+
+
+@dataclass(frozen=True)
+class ShareChange:
+    """How the share of refused (or failed) requests of one group moved."""
+
+    op: str
+    priority: int
+    kind: str  # "refused" or "failed"
+    base_share: float | None
+    cand_share: float | None
+    base_requests: int
+    cand_requests: int
+    worse: bool
+
+
+def compare_shares(
+    base: ShareCounts, cand: ShareCounts, threshold_points: float
+) -> list[ShareChange]:
+    """Refused and failed shares per group. Worse: the candidate's share is higher by more than
+    ``threshold_points`` percentage points and by more than 3 standard errors (so a handful
+    of requests cannot make a verdict). A faster build that sheds more is not better."""
+    out = []
+    for group in sorted(set(base) | set(cand), key=lambda g: (g[0], -g[1])):
+        nb, *b_counts = base.get(group, (0, 0, 0))
+        nc, *c_counts = cand.get(group, (0, 0, 0))
+        for kind, xb, xc in zip(("refused", "failed"), b_counts, c_counts, strict=True):
+            pb = xb / nb if nb else None
+            pc = xc / nc if nc else None
+            worse = False
+            if pb is not None and pc is not None:
+                se = math.sqrt(pb * (1 - pb) / nb + pc * (1 - pc) / nc)
+                diff = pc - pb
+                worse = diff > threshold_points / 100.0 and diff > 3.0 * se
+            out.append(ShareChange(group[0], group[1], kind, pb, pc, nb, nc, worse))
+    return out
+
+
+def render_shares(changes: Sequence[ShareChange]) -> str:
+    """The share table, text (also valid Markdown as a fenced block's content)."""
+    lines = ["Refused and failed shares (all requests, not only admitted):"]
+    for c in changes:
+        if not (c.base_share or c.cand_share):
+            continue
+        b = "n/a" if c.base_share is None else f"{100 * c.base_share:.1f}%"
+        k = "n/a" if c.cand_share is None else f"{100 * c.cand_share:.1f}%"
+        mark = "  WORSE" if c.worse else ""
+        lines.append(f"  {c.op} p{c.priority} {c.kind:<8} {b:>7} -> {k:>7}{mark}")
+    if len(lines) == 1:
+        lines.append("  none refused or failed on either side")
+    return "\n".join(lines) + "\n"
