@@ -98,7 +98,7 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "bad"\nseed = "x"\n')
     result = CliRunner().invoke(suite, [str(bad)])
-    assert result.exit_code == 2 and "bad.toml:2: seed: expected int" in result.stderr
+    assert result.exit_code == 2 and "bad.toml:2: seed: expected a whole number" in result.stderr
     result = CliRunner().invoke(suite, [str(tmp_path / "missing.toml")])
     assert result.exit_code == 2 and "cannot read scenario" in result.stderr
     result = CliRunner().invoke(suite, [str(bad), "--target", "localhost:80"])
