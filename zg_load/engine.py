@@ -278,23 +278,29 @@ class Engine:
         """The hot path: a pre-encoded request handed to the fast transport, answered by a
         callback; no task and no cancel scope per request (the transport times out)."""
         assert isinstance(self._client, FastHttpClient)
-        st = self._st
+        self._client.send(data, _Done(self, req, self._stamp_send(req)))
+
+    def _stamp_send(self, req: Planned) -> int:
+        """Stamp a send (both paths): its time, the run's first send, its schedule lag."""
         sent_abs = self._clock.now_ns()
         sent_ns = sent_abs - self._t0
-        if st.first_send_ns is None:
-            st.first_send_ns = sent_ns
+        if self._st.first_send_ns is None:
+            self._st.first_send_ns = sent_ns
         self._rec.record_lag(sent_ns, max(0, sent_ns - req.intended_ns) // 1000)
-        self._client.send(data, _Done(self, req, sent_abs))
+        return sent_abs
 
     def _answered(self, req: Planned, status: int, body: bytes, sent_abs: int) -> None:
         if self._finished:
             return  # answered after the run ended: it stays counted as in flight
         done_abs = self._clock.now_ns()
-        if 200 <= status < 300 and self._observer is None:
-            answer = _OK
-        else:
-            answer = answer_for(status, body)
+        # The fast path carries approvals only; nothing reads an admitted approval's body
+        # (validation keeps its outcome), so only other answers are parsed.
+        answer = _OK if 200 <= status < 300 else answer_for(status, body)
         self._complete(req, answer, sent_abs, done_abs)
+        self._refill()
+
+    def _refill(self) -> None:
+        """A slot freed: send what waits behind the in-flight bound (while the schedule runs)."""
         if self._st.backlog and not self._st.schedule_over:
             self._dispatch()
 
@@ -332,17 +338,10 @@ class Engine:
             offset_ns = closed_next(stream.closed, user, self._now() - stream.start_ns)
 
     async def _one(self, req: Planned) -> None:
-        st, clock = self._st, self._clock
-        sent_abs = clock.now_ns()
-        sent_ns = sent_abs - self._t0
-        if st.first_send_ns is None:
-            st.first_send_ns = sent_ns
-        self._rec.record_lag(sent_ns, max(0, sent_ns - req.intended_ns) // 1000)
+        sent_abs = self._stamp_send(req)
         answer = await self._answer(req)
-        done_abs = clock.now_ns()
-        self._complete(req, answer, sent_abs, done_abs)
-        if st.backlog and not st.schedule_over:
-            self._dispatch()
+        self._complete(req, answer, sent_abs, self._clock.now_ns())
+        self._refill()
 
     async def _answer(self, req: Planned) -> Answer:
         with anyio.move_on_after(self._cfg.timeout_s) as scope:
