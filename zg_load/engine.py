@@ -13,6 +13,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import math
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from zg_load.outcome import Outcome
 from zg_load.plan import ClosedStream, Planned
 from zg_load.recorder import IntervalStats, Recorder
 from zg_load.result import RunResult, Tally
+from zg_load.scenario import Scenario
 from zg_load.schedule import closed_next
 
 NS_PER_S = 1_000_000_000
@@ -51,6 +53,20 @@ class EngineConfig:
     @property
     def phases(self) -> int:
         return max(1, len(self.phase_ends_ns))
+
+
+def engine_config(scenario: Scenario, index: int = 0, workers: int = 1) -> EngineConfig:
+    """The engine settings of worker ``index`` of ``workers`` (of a single run when 0 of 1)."""
+    probe_s = scenario.analysis.health_probe_interval_s if index == 0 else None
+    return EngineConfig(
+        duration_ns=round(scenario.duration_s * NS_PER_S),
+        interval_ns=round(scenario.interval_s * NS_PER_S),
+        timeout_s=scenario.timeout_s,
+        max_in_flight=math.ceil(scenario.max_in_flight / workers),
+        drain_s=scenario.drain_s,
+        health_probe_interval_s=probe_s,
+        phase_ends_ns=tuple(round(end * NS_PER_S) for _, end in scenario.phase_bounds()),
+    )
 
 
 @dataclass

@@ -34,7 +34,7 @@ from zg_load.cli_reports import write_run_reports
 from zg_load.client import Answer, TargetClient, make_target_client
 from zg_load.clock import RealClock
 from zg_load.embedded import EmbeddedError, EmbeddedService, service_args, start_embedded
-from zg_load.engine import Engine, EngineConfig
+from zg_load.engine import Engine, engine_config
 from zg_load.plan import closed_streams, plan
 from zg_load.progress import Progress
 from zg_load.recorder import IntervalStats, Recorder
@@ -312,40 +312,18 @@ async def _storm(
     progress: Progress,
     observations: Observations,
 ) -> RunResult:
-    clock = RealClock()
-    interval_ns = round(scenario.interval_s * NS_PER_S)
-    recorder = Recorder(interval_ns)
-    config = EngineConfig(
-        duration_ns=round(scenario.duration_s * NS_PER_S),
-        interval_ns=interval_ns,
-        timeout_s=scenario.timeout_s,
-        max_in_flight=scenario.max_in_flight,
-        drain_s=scenario.drain_s,
-        health_probe_interval_s=scenario.analysis.health_probe_interval_s,
-        phase_ends_ns=tuple(round(end * NS_PER_S) for _, end in scenario.phase_bounds()),
-    )
-    writer: list[HlogWriter] = []
-
-    def on_interval(stats: IntervalStats) -> None:
-        if not writer:
-            writer.append(HlogWriter(run_dir / "latency.hlog", engine.start_epoch_s))
-        writer[0].write(stats)
-        progress.show(stats, engine)
-
-    setup_errors: list[str] = []
+    config = engine_config(scenario)
+    sink = _Sink(run_dir, progress)
 
     async def on_phase(index: int) -> None:
-        refused = await apply_phase_setup(client, scenario.phases[index])
-        for message in refused:
-            click.echo(f"zg-load: target refused the setup of {message}", err=True)
-        setup_errors.extend(refused)
+        sink.refused(await apply_phase_setup(client, scenario.phases[index]))
 
     engine = Engine(
         client,
-        clock,
-        recorder,
+        RealClock(),
+        Recorder(config.interval_ns),
         config,
-        on_interval,
+        lambda stats: sink.interval(stats, engine.start_epoch_s, engine),
         observer=observations.observe,
         on_phase=on_phase,
     )
@@ -355,11 +333,36 @@ async def _storm(
             result = await engine.run(plan(scenario), closed_streams(scenario))
             tg.cancel_scope.cancel()
     finally:
-        for w in writer:
-            w.close()
-        progress.close()
-    result.setup_errors.extend(setup_errors)
+        sink.close()
+    result.setup_errors.extend(sink.setup_errors)
     return result
+
+
+class _Sink:
+    """Where a run's closed intervals and refused setups go: the interval log (opened with
+    the run's start time at the first interval), live progress, and stderr."""
+
+    def __init__(self, run_dir: Path, progress: Progress) -> None:
+        self._path = run_dir / "latency.hlog"
+        self._progress = progress
+        self._writer: HlogWriter | None = None
+        self.setup_errors: list[str] = []
+
+    def interval(self, stats: IntervalStats, start_epoch_s: float, runner: Any) -> None:
+        if self._writer is None:
+            self._writer = HlogWriter(self._path, start_epoch_s)
+        self._writer.write(stats)
+        self._progress.show(stats, runner)
+
+    def refused(self, messages: list[str]) -> None:
+        for message in messages:
+            click.echo(f"zg-load: target refused the setup of {message}", err=True)
+        self.setup_errors.extend(messages)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._progress.close()
 
 
 @dataclass(frozen=True)
@@ -391,17 +394,13 @@ async def _storm_scaled(
     from zg_load.ray_workers import RayPool
     from zg_load.workers import WorkerPool, WorkerSettings
 
-    writer: list[HlogWriter] = []
     url = getattr(client, "base_url", "")
     pool: WorkerPool | RayPool
+    sink = _Sink(run_dir, progress)
 
     def on_interval(stats: IntervalStats) -> None:
-        if not writer:
-            writer.append(HlogWriter(run_dir / "latency.hlog", pool.start_epoch_s or time.time()))
-        writer[0].write(stats)
-        progress.show(stats, pool)
+        sink.interval(stats, pool.start_epoch_s or time.time(), pool)
 
-    setup_errors: list[str] = []
     if scale.ray_address is None:
         settings = WorkerSettings(transport=scale.transport)
         pool = WorkerPool(scenario, url, scale.workers, on_interval=on_interval, settings=settings)
@@ -417,32 +416,25 @@ async def _storm_scaled(
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_watch_signals, pool)
-            tg.start_soon(_phase_setups, scenario, client, pool, setup_errors)
+            tg.start_soon(_phase_setups, scenario, client, pool, sink)
             if isinstance(pool, WorkerPool):
                 result = await pool.run()
             else:
                 result = await anyio.to_thread.run_sync(pool.run)
             tg.cancel_scope.cancel()
     finally:
-        for w in writer:
-            w.close()
-        progress.close()
-    result.setup_errors.extend(setup_errors)
+        sink.close()
+    result.setup_errors.extend(sink.setup_errors)
     return result
 
 
-async def _phase_setups(
-    scenario: Scenario, client: TargetClient, pool: _Pool, errors: list[str]
-) -> None:
+async def _phase_setups(scenario: Scenario, client: TargetClient, pool: _Pool, sink: _Sink) -> None:
     """Apply phase setups (after the first) on the pool's shared start + each phase's start."""
     while pool.start_epoch_s is None:  # noqa: ASYNC110 (Ray sets it from its own thread)
         await anyio.sleep(0.02)
     for (start_s, _), phase in list(zip(scenario.phase_bounds(), scenario.phases, strict=True))[1:]:
         await anyio.sleep(max(0.0, pool.start_epoch_s + start_s - time.time()))
-        refused = await apply_phase_setup(client, phase)
-        for message in refused:
-            click.echo(f"zg-load: target refused the setup of {message}", err=True)
-        errors.extend(refused)
+        sink.refused(await apply_phase_setup(client, phase))
 
 
 class _Stoppable(Protocol):

@@ -18,7 +18,6 @@ Processes are spawned, never forked: forking a process that runs an event loop i
 
 from __future__ import annotations
 
-import math
 import multiprocessing
 import os
 import queue
@@ -33,7 +32,7 @@ import anyio
 
 from zg_load.client import AIOpsClient
 from zg_load.clock import RealClock
-from zg_load.engine import Engine, EngineConfig
+from zg_load.engine import Engine, engine_config
 from zg_load.merge import (
     IntervalWire,
     WorkerReport,
@@ -92,20 +91,6 @@ class StartGate(Protocol):
     def ready(self) -> None: ...
 
     def start_epoch_s(self) -> float | None: ...
-
-
-def engine_config(scenario: Scenario, index: int = 0, workers: int = 1) -> EngineConfig:
-    """The engine settings of worker ``index`` of ``workers`` (of a single run when 0 of 1)."""
-    probe_s = scenario.analysis.health_probe_interval_s if index == 0 else None
-    return EngineConfig(
-        duration_ns=round(scenario.duration_s * NS_PER_S),
-        interval_ns=round(scenario.interval_s * NS_PER_S),
-        timeout_s=scenario.timeout_s,
-        max_in_flight=math.ceil(scenario.max_in_flight / workers),
-        drain_s=scenario.drain_s,
-        health_probe_interval_s=probe_s,
-        phase_ends_ns=tuple(round(end * NS_PER_S) for _, end in scenario.phase_bounds()),
-    )
 
 
 def closed_share(scenario: Scenario, index: int, workers: int) -> list[ClosedStream]:
