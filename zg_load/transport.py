@@ -7,9 +7,9 @@ stays for what the fast transport does not do (proxies, client certificates, red
 
 from __future__ import annotations
 
-from typing import Literal, Protocol, get_args
+from typing import Literal, get_args
 
-from zg_load.client import AdminClient, AIOpsClient, HttpClient
+from zg_load.client import HttpClient, TargetClient
 from zg_load.fasthttp import FastHttpClient
 
 TransportKind = Literal["fast", "aiohttp"]
@@ -17,8 +17,8 @@ TRANSPORTS: tuple[TransportKind, ...] = get_args(TransportKind)
 DEFAULT_TRANSPORT: TransportKind = "fast"
 
 
-class ServiceClient(AIOpsClient, AdminClient, Protocol):
-    """What both transports give: the AI Ops calls and the admin calls."""
+# What both transports give: the AI Ops calls and the admin calls.
+ServiceClient = TargetClient
 
 
 def make_client(
