@@ -61,13 +61,15 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, pool: _Pool) -> None:
         self._pool = pool
+        self._chunks: list[bytes] = []  # the current answer's body; cleared, never replaced
+        # httptools looks its callbacks up once, here: a C method is called with no Python frame
+        self.on_body = self._chunks.append
         self._parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
         self.on_done: Callback | None = None
         self.deadline = 0.0
         self._request = b""
         self._retried = False
-        self._chunks: list[bytes] = []
         self._head = b""  # first bytes of the current answer; empty until one arrives
         self._status = 0  # set by on_message_complete, consumed after feed_data returns
         self._used = False  # has completed an answer, so a close may be the idle race
@@ -96,9 +98,6 @@ class _Connection(asyncio.Protocol):
         if self._status:
             self._finish()
 
-    def on_body(self, body: bytes) -> None:
-        self._chunks.append(body)
-
     def on_message_complete(self) -> None:
         status = self._parser.get_status_code()
         if status >= 200:  # an interim 1xx answer is not the answer
@@ -106,12 +105,13 @@ class _Connection(asyncio.Protocol):
             # must be read here: the parser forgets the message's flags once it returns
             self._keep_alive = self._parser.should_keep_alive()
         else:
-            self._chunks = []
+            self._chunks.clear()
 
     def _finish(self) -> None:
         status, self._status = self._status, 0
-        chunks, self._chunks = self._chunks, []
+        chunks = self._chunks
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
         on_done, self.on_done = self.on_done, None
         self._used = True
         if self._keep_alive:
@@ -139,7 +139,7 @@ class _Connection(asyncio.Protocol):
     def fail(self, status: int, reason: str) -> None:
         """Fail the current request (if any) and drop the connection, in that order."""
         on_done, self.on_done = self.on_done, None
-        self._chunks = []
+        self._chunks.clear()
         self.abort()
         if on_done is not None:
             self._pool.complete(on_done, status, reason.encode())
@@ -189,8 +189,12 @@ class _Pool:
         idle = self._idle
         while idle:
             conn = idle.pop()
-            if conn.transport is not None and not conn.transport.is_closing():
-                conn.start(request, on_done, deadline, False)
+            transport = conn.transport
+            if transport is not None and not transport.is_closing():
+                # conn.start, inlined: this is the hot path
+                conn.on_done, conn.deadline, conn._request = on_done, deadline, request
+                conn._retried, conn._head = False, b""
+                transport.write(request)
                 break
         else:
             self._queue.append((request, on_done, deadline, False))
