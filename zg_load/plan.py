@@ -10,7 +10,8 @@ share of the one global plan.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from bisect import bisect_right
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
@@ -36,27 +37,39 @@ class Planned:
     truth: Any = None  # ground truth the generator injected (hallucination, conflict)
 
 
+class _Choice:
+    """A weighted choice drawing exactly what ``Random.choices(items, cum_weights=...)[0]``
+    draws (the same RNG call, the same bisection), without its per-call set-up."""
+
+    __slots__ = ("items", "cum", "total", "hi")
+
+    def __init__(self, items: Sequence[Any], weights: Sequence[float]) -> None:
+        self.items = list(items)
+        self.cum = list(accumulate(weights))
+        self.total = self.cum[-1] + 0.0
+        if not self.total > 0.0:
+            raise ValueError("weights must add up to more than zero")
+        self.hi = len(self.cum) - 1
+
+    def draw(self, rng: random.Random) -> Any:
+        return self.items[bisect_right(self.cum, rng.random() * self.total, 0, self.hi)]
+
+
 class _MixSampler:
     """Draws (op spec, priority, cost, agent) from a mix with one seeded RNG."""
 
     def __init__(self, ops: tuple[OpSpec, ...], rng: random.Random) -> None:
-        self._ops = ops
-        self._op_cum = list(accumulate(op.weight for op in ops))
-        self._prio = [
-            (
-                [p for p, _ in op.priority_weights],
-                list(accumulate(w for _, w in op.priority_weights)),
-            )
+        priorities = [
+            _Choice([p for p, _ in op.priority_weights], [w for _, w in op.priority_weights])
             for op in ops
         ]
+        self._op = _Choice(list(zip(ops, priorities, strict=True)), [op.weight for op in ops])
         self._rng = rng
 
     def draw(self, intended_ns: int, phase: int) -> Planned:
         rng = self._rng
-        i = rng.choices(range(len(self._ops)), cum_weights=self._op_cum)[0]
-        op = self._ops[i]
-        prios, cum = self._prio[i]
-        priority = rng.choices(prios, cum_weights=cum)[0]
+        op, priorities = self._op.draw(rng)
+        priority: int = priorities.draw(rng)
         lo, hi = op.cost_usd
         cost = round(lo if lo == hi else rng.uniform(lo, hi), 6)
         agent = op.agents[0] if len(op.agents) == 1 else rng.choice(op.agents)
