@@ -100,6 +100,8 @@ async def call(client: AIOpsClient, req: Planned) -> Answer:
 
 
 _OK = Answer(Outcome.OK, 200)
+# Tally field of each outcome (Enum.value is a Python-level descriptor: slow on the hot path)
+_FIELD = {outcome: outcome.value for outcome in Outcome}
 
 
 class _Done:
@@ -172,7 +174,6 @@ class Engine:
         self._nxt: Planned | None = None
         self._finished = False
         self._encode = approval_encoder(client)
-        self._sent_at_now = 0
 
     @property
     def start_epoch_s(self) -> float:
@@ -275,15 +276,21 @@ class Engine:
     def _dispatch(self) -> None:
         st = self._st
         assert self._tg is not None
-        if st.backlog:
-            self._sent_at_now = self._now() // self._cfg.interval_ns
-        encode = self._encode
-        while st.backlog and st.tally.in_flight < self._cfg.max_in_flight:
-            req = st.backlog.popleft()
+        backlog = st.backlog
+        if not backlog:
+            return
+        sent_at = self._now() // self._cfg.interval_ns
+        # Sends only add to in_flight (no answer arrives before this returns), so the room
+        # left under the bound is counted down here instead of recomputed per request.
+        room = self._cfg.max_in_flight - st.tally.in_flight
+        encode, phase_sent, tally = self._encode, self._phase_sent, st.tally
+        while backlog and room > 0:
+            req = backlog.popleft()
+            room -= 1
             # count the send now so in_flight is exact before the task starts
-            st.tally.sent += 1
-            self._phase_sent[req.phase] += 1
-            self._sent_at[self._sent_at_now] += 1
+            tally.sent += 1
+            phase_sent[req.phase] += 1
+            self._sent_at[sent_at] += 1
             data = encode(req) if encode is not None else None
             if data is None:
                 self._tg.start_soon(self._one, req)
@@ -372,18 +379,19 @@ class Engine:
     def _complete(self, req: Planned, answer: Answer, sent_abs: int, done_abs: int) -> None:
         st = self._st
         outcome = answer.outcome
-        setattr(st.tally, outcome.value, getattr(st.tally, outcome.value) + 1)
+        name = _FIELD[outcome]
+        setattr(st.tally, name, getattr(st.tally, name) + 1)
         if st.schedule_over:
             st.tally.drained += 1
         if outcome is Outcome.REFUSED and answer.reason:
             st.refusals[(req.op, req.priority, answer.reason)] += 1
         elif outcome is not Outcome.OK and answer.reason:
-            st.errors[f"{outcome.value}: {answer.reason}"] += 1
+            st.errors[f"{name}: {answer.reason}"] += 1
         done_ns = done_abs - self._t0
         st.last_done_ns = done_ns
         if self._observer is not None:
             self._observer(req, answer, done_ns)
-        key = self._key(req.op, req.priority, outcome.value)
+        key = self._key(req.op, req.priority, name)
         latency_us = (done_ns - req.intended_ns) // 1000
         self._rec.record(key, done_ns, latency_us, (done_abs - sent_abs) // 1000)
 
