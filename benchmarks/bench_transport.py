@@ -4,7 +4,12 @@ The target (nginx if installed, else the built-in uvloop + httptools target) is 
 one core and every generator, one after the other, to another, for the same time, with
 the same number of connections. Prints requests/s, the generator's CPU use, requests/s
 per generator core (requests/s divided by the cores it used) and the ratios to wrk and
-Locust, then open-loop runs at fractions of the measured ceiling (achieved / requested).
+Locust. Then zg_load's Engine (open loop, approvals, full recording) per transport: its
+ceiling (asked for the transport's closed-loop rate, what it achieves) and runs at 50 % and
+80 % of that ceiling (achieved / requested, cores used, p99 latency and schedule lag).
+
+The zg_load figures count the generator's own CPU over its measured window (start-up and
+warm-up left out); wrk and Locust are counted over their whole process.
 
   python benchmarks/bench_transport.py                 # 10 s per generator
   python benchmarks/bench_transport.py --duration 5 --repeat 3 --install
@@ -26,6 +31,7 @@ import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import loopback
 
@@ -80,12 +86,14 @@ def run_wrk(url: str, args: argparse.Namespace, core: int | None) -> Figure:
 def run_zg(name: str, url: str, args: argparse.Namespace, core: int | None, *extra: str) -> Figure:
     cmd = [sys.executable, "gen_zg.py", *extra, "--url", url]
     cmd += ["--connections", str(args.connections), "--duration", str(args.duration)]
-    out, wall_s, cpu_s = timed(cmd, core, args.duration + 60)
+    out, _, _ = timed(cmd, core, args.duration + 60)
     result = json.loads(out.strip().splitlines()[-1])
-    # the child also spent CPU on start-up and warm-up: count the measured share only
-    busy = cpu_s / wall_s
-    note = f"p50 {result['p50_us']} us, p99 {result['p99_us']} us"
-    return Figure(name, float(result["rate"]), busy, note)
+    # the generator's own CPU over its measured window: start-up and warm-up left out
+    note = (
+        f"user {result['user_us_per_request']:.2f} us + system "
+        f"{result['system_us_per_request']:.2f} us CPU per request, p99 {result['p99_us']} us"
+    )
+    return Figure(name, float(result["rate"]), float(result["cores"]), note)
 
 
 def run_locust(url: str, args: argparse.Namespace, core: int | None) -> Figure:
@@ -132,25 +140,39 @@ def show(figures: list[Figure]) -> None:
         )
 
 
-def open_loop(url: str, args: argparse.Namespace, core: int | None, ceiling: float) -> None:
-    print(f"\nopen loop, full recording (ceiling {ceiling:.0f} req/s from the raw closed loop):")
+def run_engine(
+    url: str, args: argparse.Namespace, core: int | None, transport: str, rate: int
+) -> dict[str, Any]:
+    cmd = [sys.executable, "gen_zg.py", "engine", "--url", url, "--transport", transport]
+    cmd += ["--connections", "1024", "--duration", str(args.duration), "--rate", str(rate)]
+    out, _, _ = timed(cmd, core, args.duration + 60)
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def open_loop(
+    url: str, args: argparse.Namespace, core: int | None, closed: dict[str, float]
+) -> None:
+    """The Engine (open loop, approvals, full recording) per transport: its ceiling (what
+    it achieves when asked for the transport's closed-loop rate), then fractions of it."""
+    print("\nEngine, open loop, full recording (lag: schedule lag of the sends):")
     print(
-        f"{'mode':28} {'requested':>10} {'achieved':>10} {'ratio':>8} {'p99 us':>8} {'lag p99 us':>10}"
+        f"{'transport':10} {'requested/s':>11} {'achieved/s':>10} {'ratio':>7} {'cores':>6} "
+        f"{'achieved/core':>13} {'p99 us':>8} {'lag p99 us':>10}"
     )
-    for mode, transport in (("open", "fast"), ("engine", "fast"), ("engine", "aiohttp")):
-        for fraction in args.fractions:
-            rate = round(ceiling * fraction)
-            if mode == "engine" and transport == "aiohttp":
-                rate = min(rate, 4000)
-            cmd = [sys.executable, "gen_zg.py", mode, "--url", url, "--transport", transport]
-            cmd += ["--connections", "1024", "--duration", str(args.duration), "--rate", str(rate)]
-            out, _, _ = timed(cmd, core, args.duration + 60)
-            r = json.loads(out.strip().splitlines()[-1])
-            name = f"{mode} ({transport})"
+    for transport, closed_rate in closed.items():
+        ceiling: float | None = None
+        for fraction in (None, *args.fractions):
+            rate = round(closed_rate if ceiling is None else ceiling * fraction)
+            r = run_engine(url, args, core, transport, rate)
+            label = "ceiling" if ceiling is None else f"{fraction:.0%} of it"
             print(
-                f"{name:28} {rate:10d} {r['rate']:10.0f} {r['achieved_ratio']:8.4f} "
-                f"{r['p99_us']!s:>8} {r['lag_p99_us']!s:>10}"
+                f"{transport:10} {rate:11d} {r['rate']:10.0f} {r['achieved_ratio']:7.4f} "
+                f"{r['cores']:6.2f} {r['rate'] / max(r['cores'], 0.01):13.0f} "
+                f"{r['p99_us']!s:>8} {r['lag_p99_us']!s:>10}  {label}"
             )
+            if ceiling is None:
+                ceiling = float(r["rate"])
 
 
 def main() -> None:
@@ -198,14 +220,26 @@ def main() -> None:
                 "aiohttp",
             ),
         ),
+        (
+            "aiohttp bare",
+            lambda url: run_zg(
+                "aiohttp alone (no zg_load code)",
+                url,
+                args,
+                gen_core,
+                "client",
+                "--transport",
+                "aiohttp-bare",
+            ),
+        ),
         ("locust", lambda url: run_locust(url, args, gen_core)),
     ]
     with loopback.start_target(kind, target_core) as url:
         figures = [best([run(url) for _ in range(args.repeat)]) for _, run in generators]
         show(figures)
-        raw = figures[1].rate
-        if args.fractions and raw:
-            open_loop(url, args, gen_core, raw)
+        closed = {"fast": figures[1].rate, "aiohttp": figures[3].rate}
+        if args.fractions:
+            open_loop(url, args, gen_core, {k: v for k, v in closed.items() if v})
 
 
 if __name__ == "__main__":

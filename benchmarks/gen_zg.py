@@ -8,7 +8,8 @@ Modes:
   raw     fast transport, callback API (``route`` + ``send``), closed loop, N connections
   open    fast transport, callback API, open loop at --rate: every due request is sent on
           each timer wake-up (the task-free hot path the engine could use)
-  client  an ``AIOpsClient`` (--transport fast|aiohttp), N looping tasks awaiting health()
+  client  an ``AIOpsClient`` (--transport fast|aiohttp), N looping tasks awaiting health();
+          --transport aiohttp-bare: the same loop on a bare aiohttp session, no zg_load code
   engine  zg_load's Engine, open loop at --rate, approvals (the fast transport's callback path)
 
   python benchmarks/gen_zg.py raw --url http://127.0.0.1:8080 --duration 10
@@ -19,10 +20,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import resource
 import time
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
+import aiohttp
 import uvloop
 
 from zg_load.clock import RealClock
@@ -34,6 +38,22 @@ from zg_load.transport import make_client
 
 NS_PER_S = 1_000_000_000
 WARMUP_S = 1.0
+
+
+def cpu_s() -> tuple[float, float]:
+    """(user, system) CPU seconds this process has used so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime, usage.ru_stime
+
+
+def cpu_figures(n: int, seconds: float, start: tuple[float, float]) -> dict[str, float]:
+    """Cores used over the window, and user / system CPU microseconds per request."""
+    user_s, system_s = (b - a for a, b in zip(start, cpu_s(), strict=True))
+    return {
+        "cores": (user_s + system_s) / seconds,
+        "user_us_per_request": user_s * 1e6 / max(n, 1),
+        "system_us_per_request": system_s * 1e6 / max(n, 1),
+    }
 
 
 class Counter:
@@ -95,16 +115,17 @@ async def run_raw(url: str, connections: int, duration_s: float) -> dict[str, An
     for _ in range(connections):
         slot()
     await asyncio.sleep(WARMUP_S)
-    start_n, start_ns = count.done, perf()
+    start_n, start_ns, start_cpu = count.done, perf(), cpu_s()
     await asyncio.sleep(duration_s)
     n, end_ns = count.done - start_n, perf()
+    cpu = cpu_figures(n, (end_ns - start_ns) / NS_PER_S, start_cpu)
     running[0] = False
     stop.set()
     await asyncio.sleep(0.2)
     folder.cancel()
     await client.aclose()
     seconds = (end_ns - start_ns) / NS_PER_S
-    return summary(rec, perf() - t0, requests=n, seconds=seconds, rate=n / seconds)
+    return summary(rec, perf() - t0, requests=n, seconds=seconds, rate=n / seconds, **cpu)
 
 
 async def run_open(url: str, connections: int, duration_s: float, rate: float) -> dict[str, Any]:
@@ -118,7 +139,7 @@ async def run_open(url: str, connections: int, duration_s: float, rate: float) -
     total = int(rate * duration_s)
     count, sent = Counter(), [0]
     finished = loop.create_future()
-    t0 = perf()
+    t0, start_cpu = perf(), cpu_s()
 
     def on_done_for(intended_ns: int, sent_ns: int) -> Callable[[int, bytes], None]:
         def done(status: int, body: bytes) -> None:
@@ -153,12 +174,14 @@ async def run_open(url: str, connections: int, duration_s: float, rate: float) -
     except TimeoutError:
         pass
     end_ns = perf() - t0
+    cpu = cpu_figures(count.done, end_ns / NS_PER_S, start_cpu)
     stop.set()
     folder.cancel()
     await client.aclose()
     return summary(
         rec,
         end_ns,
+        **cpu,
         requested_rate=rate,
         requests=count.done,
         seconds=end_ns / NS_PER_S,
@@ -167,10 +190,34 @@ async def run_open(url: str, connections: int, duration_s: float, rate: float) -
     )
 
 
+class BareAiohttp:
+    """aiohttp's own client with nothing of zg_load around it (the session settings of
+    ``HttpClient``): what the aiohttp transport could reach at best."""
+
+    def __init__(self, url: str, connections: int) -> None:
+        connector = aiohttp.TCPConnector(limit=connections, limit_per_host=0)
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=10.0), raise_for_status=False
+        )
+        self._url = url + "/v1/health"
+
+    async def health(self) -> Any:
+        async with self._session.get(self._url) as resp:
+            await resp.read()
+            return SimpleNamespace(ok=resp.status == 200)
+
+    async def aclose(self) -> None:
+        await self._session.close()
+
+
 async def run_client(
     url: str, transport: str, connections: int, duration_s: float
 ) -> dict[str, Any]:
-    client: Any = make_client(transport, url, timeout_s=10.0, max_connections=connections)  # type: ignore[arg-type]
+    client: Any = (
+        BareAiohttp(url, connections)
+        if transport == "aiohttp-bare"
+        else make_client(transport, url, timeout_s=10.0, max_connections=connections)  # type: ignore[arg-type]
+    )
     rec = Recorder(NS_PER_S)
     ok_key, err_key = rec.key("get", 3, "ok"), rec.key("get", 3, "error")
     perf, count, running, t0 = time.perf_counter_ns, Counter(), [True], time.perf_counter_ns()
@@ -188,16 +235,17 @@ async def run_client(
     folder = asyncio.create_task(fold_every_second(rec, t0, stop))
     workers = [asyncio.create_task(worker()) for _ in range(connections)]
     await asyncio.sleep(WARMUP_S)
-    start_n, start_ns = count.done, perf()
+    start_n, start_ns, start_cpu = count.done, perf(), cpu_s()
     await asyncio.sleep(duration_s)
     n, end_ns = count.done - start_n, perf()
+    cpu = cpu_figures(n, (end_ns - start_ns) / NS_PER_S, start_cpu)
     running[0] = False
     await asyncio.wait(workers, timeout=5)
     stop.set()
     folder.cancel()
     await client.aclose()
     seconds = (end_ns - start_ns) / NS_PER_S
-    return summary(rec, perf() - t0, requests=n, seconds=seconds, rate=n / seconds)
+    return summary(rec, perf() - t0, requests=n, seconds=seconds, rate=n / seconds, **cpu)
 
 
 async def run_engine(
@@ -215,7 +263,10 @@ async def run_engine(
     config = EngineConfig(
         duration_ns, timeout_s=10.0, max_in_flight=connections, health_probe_interval_s=None
     )
+    started_ns, start_cpu = time.perf_counter_ns(), cpu_s()
     result = await Engine(client, RealClock(), rec, config).run(planned())
+    seconds = (time.perf_counter_ns() - started_ns) / NS_PER_S
+    cpu = cpu_figures(result.tally.completed, seconds, start_cpu)
     await client.aclose()
     tally = result.tally
     ok = rec.latency(("approval", 3, "ok"))
@@ -230,6 +281,7 @@ async def run_engine(
         "p50_us": ok.percentile(50),
         "p99_us": ok.percentile(99),
         "lag_p99_us": rec.lag().percentile(99),
+        **cpu,
     }
 
 
@@ -239,7 +291,7 @@ def main() -> None:
     )
     parser.add_argument("mode", choices=["raw", "open", "client", "engine"])
     parser.add_argument("--url", required=True)
-    parser.add_argument("--transport", choices=["fast", "aiohttp"], default="fast")
+    parser.add_argument("--transport", choices=["fast", "aiohttp", "aiohttp-bare"], default="fast")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=10_000.0)
