@@ -190,3 +190,340 @@ def test_bad_rows_fail_the_close_and_lose_nothing(
 def test_bad_interval_is_refused() -> None:
     with pytest.raises(ValueError):
         Recorder(0)
+
+
+# -- folding ahead of the close: fold_pending ----------------------------------------------
+
+_Op = tuple[object, ...]
+
+
+def _hist_state(hist: Histogram) -> tuple[object, ...]:
+    """Everything a histogram shows: counts, exact edges and sum, percentiles, encoding."""
+    return (
+        hist.count,
+        hist.overflow,
+        hist.min_us,
+        hist.max_us,
+        hist.sum_us,
+        hist.highest_us,
+        hist.digest(),
+        list(hist.buckets()),
+        hist.encode(),
+    )
+
+
+def _stats_state(stats: list[IntervalStats]) -> list[tuple[object, ...]]:
+    return [
+        (
+            s.index,
+            s.start_ns,
+            s.end_ns,
+            [(key, _hist_state(hist)) for key, hist in s.latency.items()],  # in order
+            _hist_state(s.lag),
+        )
+        for s in stats
+    ]
+
+
+def _totals_state(recorder: Recorder | _OneByOne) -> tuple[object, ...]:
+    keys = recorder.keys()
+    return (
+        keys,
+        recorder.counts(),
+        [_hist_state(recorder.latency(key)) for key in keys],
+        [_hist_state(recorder.service(key)) for key in keys],
+        _hist_state(recorder.lag()),
+    )
+
+
+class _OneByOne:
+    """The rules of a close, applied one value at a time with ``Histogram.record`` and
+    nothing folded ahead: what the recorder must give, whenever it folds."""
+
+    def __init__(self, interval_ns: int, highest_us: int) -> None:
+        self._interval_ns, self._highest_us = interval_ns, highest_us
+        self._keys: list[Key] = []
+        self._rows: list[tuple[int, int, int, int]] = []  # key_id, done_ns, latency, service
+        self._lags: list[tuple[int, int]] = []  # sent_ns, lag_us
+        self._next_index = 0
+        self._latency: list[Histogram] = []
+        self._service: list[Histogram] = []
+        self._lag = Histogram(highest_us)
+
+    def key(self, operation: str, priority: int, outcome: str) -> int:
+        self._keys.append((operation, priority, outcome))
+        self._latency.append(Histogram(self._highest_us))
+        self._service.append(Histogram(self._highest_us))
+        return len(self._keys) - 1
+
+    def record(self, key_id: int, done_ns: int, latency_us: int, service_us: int) -> None:
+        self._rows.append((key_id, done_ns, latency_us, service_us))
+
+    def record_lag(self, sent_ns: int, lag_us: int) -> None:
+        self._lags.append((sent_ns, lag_us))
+
+    def close_until(self, now_ns: int) -> list[IntervalStats]:
+        return self._close(now_ns // self._interval_ns, None)
+
+    def close_all(self, end_ns: int) -> list[IntervalStats]:
+        limit = -(-end_ns // self._interval_ns)
+        if limit <= self._next_index and (self._rows or self._lags):
+            limit = self._next_index + 1  # one more, zero-length, interval for them
+        return self._close(limit, end_ns)
+
+    def _index(self, time_ns: int, limit: int, final: bool) -> int:
+        """Its own interval, else the earliest open one; the last one on the final close."""
+        index = max(time_ns // self._interval_ns, self._next_index)
+        return min(index, limit - 1) if final else index
+
+    def _close(self, limit: int, final_end_ns: int | None) -> list[IntervalStats]:
+        if limit <= self._next_index:
+            return []
+        final = final_end_ns is not None
+        latency: dict[int, dict[int, Histogram]] = {}
+        lags: dict[int, Histogram] = {}
+        rows, self._rows = self._rows, []
+        for row in rows:
+            key_id, done_ns, latency_us, service_us = row
+            index = self._index(done_ns, limit, final)
+            if index >= limit:
+                self._rows.append(row)
+                continue
+            by_key = latency.setdefault(index, {})
+            by_key.setdefault(key_id, Histogram(self._highest_us)).record(latency_us)
+            self._latency[key_id].record(latency_us)
+            self._service[key_id].record(service_us)
+        lag_rows, self._lags = self._lags, []
+        for sent_ns, lag_us in lag_rows:
+            index = self._index(sent_ns, limit, final)
+            if index >= limit:
+                self._lags.append((sent_ns, lag_us))
+                continue
+            lags.setdefault(index, Histogram(self._highest_us)).record(lag_us)
+            self._lag.record(lag_us)
+        stats = []
+        for index in range(self._next_index, limit):
+            start_ns, end_ns = index * self._interval_ns, (index + 1) * self._interval_ns
+            if final_end_ns is not None and index == limit - 1:
+                end_ns = max(start_ns, final_end_ns)
+            by_key = latency.get(index, {})
+            hists = {self._keys[key_id]: by_key[key_id] for key_id in sorted(by_key)}
+            lag = lags.get(index, Histogram(self._highest_us))
+            stats.append(IntervalStats(index, start_ns, end_ns, hists, lag))
+        self._next_index = limit
+        return stats
+
+    def latency(self, key: Key) -> Histogram:
+        return self._latency[self._keys.index(key)].copy()
+
+    def service(self, key: Key) -> Histogram:
+        return self._service[self._keys.index(key)].copy()
+
+    def lag(self) -> Histogram:
+        return self._lag.copy()
+
+    def counts(self) -> dict[Key, int]:
+        return {key: hist.count for key, hist in zip(self._keys, self._latency, strict=True)}
+
+    def keys(self) -> list[Key]:
+        return list(self._keys)
+
+
+_KEYS: list[Key] = [OK, REFUSED, ("approval", 3, "timeout"), ("escalate", 1, "ok")]
+
+
+def _script(rng: random.Random) -> list[_Op]:
+    """Random records, lag rows, new keys, folds and closes, then a final close_all.
+
+    Values reach across interval boundaries both ways (late ones included, negative times
+    too), some above ``highest_us`` (overflow), and the final close may come before values
+    recorded after it, or after every interval is already closed.
+    """
+    fold_chance = rng.choice((0.05, 0.3, 1.0))
+    now_ns, n_keys = 0, 1
+    ops: list[_Op] = [("key", 0)]
+    for _ in range(rng.randrange(10, 120)):
+        roll = rng.random()
+        if roll < fold_chance / 3:
+            ops.append(("fold",))
+        elif roll < 0.4:
+            done_ns = now_ns + rng.randrange(-2500, 3500)
+            latency_us = rng.choice((0, rng.randrange(1, 300), rng.randrange(300, 9000)))
+            ops.append(("record", rng.randrange(n_keys), done_ns, latency_us, latency_us // 2))
+        elif roll < 0.6:
+            ops.append(("lag", now_ns + rng.randrange(-1500, 2500), rng.randrange(0, 7000)))
+        elif roll < 0.63 and n_keys < len(_KEYS):
+            ops.append(("key", n_keys))
+            n_keys += 1
+        elif roll < 0.75:
+            now_ns += rng.randrange(0, 2500)
+            ops.append(("close_until", now_ns - rng.choice((0, 0, 0, 1800))))
+        else:
+            now_ns += rng.randrange(0, 300)
+    end_ns = max(0, now_ns + rng.choice((-2000, -700, 0, 1, 999, 1000, 4200)))
+    ops += [("fold",)] * rng.randrange(2) + [("close_all", end_ns), ("close_all", end_ns + 1)]
+    return ops
+
+
+def _run(recorder: Recorder | _OneByOne, ops: list[_Op], fold: bool) -> list[object]:
+    """Apply ``ops`` (``fold`` ones only if asked); what was seen along the way."""
+    seen: list[object] = []
+    for op in ops:
+        match op:
+            case ("key", int(i)):
+                recorder.key(*_KEYS[i])
+            case ("record", int(key_id), int(done_ns), int(latency_us), int(service_us)):
+                recorder.record(key_id, done_ns, latency_us, service_us)
+            case ("lag", int(sent_ns), int(lag_us)):
+                recorder.record_lag(sent_ns, lag_us)
+            case ("fold",):
+                if fold:
+                    assert isinstance(recorder, Recorder)
+                    recorder.fold_pending()
+                    assert recorder.pending_rows == 0
+            case ("close_until", int(now_ns)):
+                seen.append(_stats_state(recorder.close_until(now_ns)))
+            case ("close_all", int(end_ns)):
+                seen.append(_stats_state(recorder.close_all(end_ns)))
+            case _:
+                raise AssertionError(op)
+        seen.append(recorder.counts())  # folded early or not, open intervals stay out
+        if op[0] in ("fold", "close_until", "close_all"):
+            seen.append(_totals_state(recorder))
+    return seen
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_any_fold_schedule_gives_exactly_the_same_results(seed: int) -> None:
+    ops = _script(random.Random(seed))
+    expected = _run(_OneByOne(1000, highest_us=5000), ops, fold=False)
+    assert _run(Recorder(1000, highest_us=5000), ops, fold=False) == expected
+    assert _run(Recorder(1000, highest_us=5000), ops, fold=True) == expected
+
+
+def test_fold_pending_keeps_values_out_of_the_totals_until_their_interval_closes() -> None:
+    recorder, ok, refused = _recorder()
+    recorder.record(ok, 100, 10, 5)
+    recorder.record(refused, 1500, 20, 5)
+    recorder.record_lag(1200, 7)
+    assert recorder.pending_rows == 3
+    recorder.fold_pending()
+    assert recorder.pending_rows == 0
+    assert recorder.counts() == {OK: 0, REFUSED: 0}
+    assert (recorder.latency(OK).count, recorder.service(OK).count, recorder.lag().count) == (
+        0,
+        0,
+        0,
+    )
+    first = recorder.close_until(1000)
+    assert (first[0].counts, first[0].lag.count) == ({OK: 1}, 0)
+    assert recorder.counts() == {OK: 1, REFUSED: 0}
+    assert (recorder.service(OK).count, recorder.lag().count) == (1, 0)
+    second = recorder.close_until(2000)
+    assert (second[0].counts, second[0].lag.max_us) == ({REFUSED: 1}, 7)
+    assert recorder.counts() == {OK: 1, REFUSED: 1}
+    assert recorder.lag().count == 1
+
+
+def test_fold_pending_with_nothing_buffered_does_nothing() -> None:
+    recorder, _, _ = _recorder()
+    recorder.fold_pending()
+    assert recorder.pending_rows == 0
+    assert recorder.close_all(0) == []
+
+
+def test_prefolded_late_values_go_to_the_earliest_open_interval() -> None:
+    recorder, ok, _ = _recorder()
+    recorder.close_until(2000)
+    recorder.record(ok, 100, 30, 5)  # its interval (0) is closed already
+    recorder.record(ok, -5, 35, 5)
+    recorder.record_lag(999, 4)
+    recorder.fold_pending()
+    recorder.record(ok, 2100, 40, 5)
+    stats = recorder.close_until(4000)
+    assert _interval_counts(stats, OK) == [3, 0]
+    assert (stats[0].latency[OK].max_us, stats[0].lag.count, stats[1].lag.count) == (40, 1, 0)
+
+
+@pytest.mark.parametrize(
+    ("key_id", "latency_us", "lag_us", "message"),
+    [(7, 10, 1, "key id"), (-1, 10, 1, "key id"), (0, -3, 1, "negative"), (0, 10, -1, "negative")],
+)
+def test_bad_rows_fail_fold_pending_and_lose_nothing(
+    key_id: int, latency_us: int, lag_us: int, message: str
+) -> None:
+    recorder, ok, _ = _recorder()
+    recorder.record(ok, 10, 10, 5)
+    recorder.fold_pending()  # good rows folded earlier stay folded
+    recorder.record(ok, 15, 11, 5)
+    recorder.record_lag(15, 1)
+    recorder.record(key_id, 20, latency_us, 5)
+    recorder.record_lag(20, lag_us)
+    with pytest.raises(ValueError, match=message):
+        recorder.fold_pending()
+    assert recorder.pending_rows == 4
+    assert recorder.counts()[OK] == 0
+    with pytest.raises(ValueError, match=message):
+        recorder.fold_pending()
+    with pytest.raises(ValueError, match=message):
+        recorder.close_until(1000)
+    with pytest.raises(ValueError, match=message):
+        recorder.close_all(1000)
+    assert recorder.pending_rows == 4
+    assert recorder.counts()[OK] == 0
+
+
+@pytest.mark.parametrize(
+    ("end_ns", "spans"),
+    [
+        (2600, [(0, 1000), (1000, 2000), (2000, 2600)]),
+        (3000, [(0, 1000), (1000, 2000), (2000, 3000)]),
+        (1, [(0, 1)]),
+    ],
+)
+def test_close_all_puts_prefolded_values_after_the_end_into_the_last_interval(
+    end_ns: int, spans: list[tuple[int, int]]
+) -> None:
+    recorder, ok, refused = _recorder()
+    recorder.record(ok, 0, 10, 5)
+    recorder.record(refused, end_ns + 5000, 20, 5)  # folded into an interval past the end
+    recorder.record_lag(end_ns + 9000, 8)
+    recorder.fold_pending()
+    recorder.record(ok, end_ns + 2000, 30, 5)  # past the end too, folded into yet another
+    recorder.fold_pending()
+    recorder.record(ok, end_ns, 40, 5)  # left for the close
+    stats = recorder.close_all(end_ns)
+    assert [(s.start_ns, s.end_ns) for s in stats] == spans
+    last = stats[-1]
+    assert list(last.latency) == [OK, REFUSED]  # in key order, as a close alone gives
+    assert last.counts == {OK: 3 if len(stats) == 1 else 2, REFUSED: 1}
+    assert (last.latency[OK].max_us, last.lag.count, last.lag.max_us) == (40, 1, 8)
+    assert recorder.counts() == {OK: 3, REFUSED: 1}
+    later = recorder.close_all(end_ns + 5000)  # nothing left over for later intervals
+    assert [(s.counts, s.lag.count) for s in later] == [({}, 0)] * len(later)
+
+
+def test_close_all_after_everything_closed_keeps_prefolded_values() -> None:
+    recorder, ok, refused = _recorder()
+    recorder.close_until(3000)
+    recorder.record(ok, 2500, 10, 5)  # late: folded into interval 3
+    recorder.record(refused, 7500, 20, 5)  # folded into interval 7
+    recorder.record_lag(5100, 3)
+    recorder.fold_pending()
+    assert recorder.pending_rows == 0
+    stats = recorder.close_all(3000)
+    assert [(s.index, s.start_ns, s.end_ns, s.counts, s.lag.count) for s in stats] == [
+        (3, 3000, 3000, {OK: 1, REFUSED: 1}, 1)
+    ]
+    assert recorder.counts() == {OK: 1, REFUSED: 1}
+    assert recorder.close_all(3000) == []
+
+
+def test_close_all_after_everything_closed_keeps_prefolded_lag_alone() -> None:
+    recorder, _, _ = _recorder()
+    recorder.close_until(2000)
+    recorder.record_lag(9000, 3)
+    recorder.fold_pending()
+    stats = recorder.close_all(1500)
+    assert [(s.index, s.start_ns, s.end_ns, s.lag.count) for s in stats] == [(2, 2000, 2000, 1)]
+    assert recorder.lag().count == 1
