@@ -28,8 +28,8 @@ class RealClock:
         self._mono0 = time.perf_counter_ns()
         self._wall0 = time.time()
 
-    def now_ns(self) -> int:
-        return time.perf_counter_ns()
+    # the C function itself: the engine reads the clock twice per request
+    now_ns = staticmethod(time.perf_counter_ns)
 
     async def sleep_until(self, deadline_ns: int) -> None:
         delay_ns = deadline_ns - time.perf_counter_ns()

@@ -13,10 +13,12 @@ Guarantees:
 
 from __future__ import annotations
 
+import gc
 import math
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import anyio
@@ -35,6 +37,10 @@ from zg_load.scenario import Scenario
 from zg_load.schedule import closed_next
 
 NS_PER_S = 1_000_000_000
+# Buffered rows are folded into histograms once this many are pending: about 1 ms of work,
+# about 24 times a second at 100,000 requests/s, which add a completion and a lag row each
+# (a whole second folded at once: ~20 ms).
+FOLD_ROWS = 8192
 
 
 @dataclass(frozen=True)
@@ -102,18 +108,6 @@ async def call(client: AIOpsClient, req: Planned) -> Answer:
 _OK = Answer(Outcome.OK, 200)
 # Tally field of each outcome (Enum.value is a Python-level descriptor: slow on the hot path)
 _FIELD = {outcome: outcome.value for outcome in Outcome}
-
-
-class _Done:
-    """The fast transport's callback for one request."""
-
-    __slots__ = ("engine", "req", "sent_abs")
-
-    def __init__(self, engine: Engine, req: Planned, sent_abs: int) -> None:
-        self.engine, self.req, self.sent_abs = engine, req, sent_abs
-
-    def __call__(self, status: int, body: bytes) -> None:
-        self.engine._answered(self.req, status, body, self.sent_abs)
 
 
 def approval_encoder(client: AIOpsClient) -> Callable[[Planned], bytes | None] | None:
@@ -201,6 +195,19 @@ class Engine:
         schedule counts from it exactly, so waking late for it shows up as schedule lag.
         """
         it = iter(planned)
+        # Objects alive now (modules, the plan, the client) leave the collector's view
+        # for the run: a full collection then scans only what the run allocates, instead of
+        # pausing the loop for ~15 ms once in a while (measured at 40,000 requests/s).
+        gc.collect()
+        gc.freeze()
+        try:
+            return await self._run(it, closed, start_at_ns)
+        finally:
+            gc.unfreeze()
+
+    async def _run(
+        self, it: Iterator[Planned], closed: Sequence[ClosedStream], start_at_ns: int | None
+    ) -> RunResult:
         if start_at_ns is None:
             self._t0 = self._clock.now_ns()
         else:
@@ -261,6 +268,8 @@ class Engine:
             self._pull_due(it, now)
             self._dispatch()
             self._close(now)
+            if self._rec.pending_rows >= FOLD_ROWS:  # in slices, not one stall at the close
+                self._rec.fold_pending()
             if now >= cfg.duration_ns:
                 return
             boundary = (now // cfg.interval_ns + 1) * cfg.interval_ns
@@ -284,6 +293,8 @@ class Engine:
         # left under the bound is counted down here instead of recomputed per request.
         room = self._cfg.max_in_flight - st.tally.in_flight
         encode, phase_sent, tally = self._encode, self._phase_sent, st.tally
+        client = self._client
+        send = client.send if isinstance(client, FastHttpClient) else None
         while backlog and room > 0:
             req = backlog.popleft()
             room -= 1
@@ -292,16 +303,13 @@ class Engine:
             phase_sent[req.phase] += 1
             self._sent_at[sent_at] += 1
             data = encode(req) if encode is not None else None
-            if data is None:
+            if data is None or send is None:
                 self._tg.start_soon(self._one, req)
             else:
-                self._send_now(req, data)
-
-    def _send_now(self, req: Planned, data: bytes) -> None:
-        """The hot path: a pre-encoded request handed to the fast transport, answered by a
-        callback; no task and no cancel scope per request (the transport times out)."""
-        assert isinstance(self._client, FastHttpClient)
-        self._client.send(data, _Done(self, req, self._stamp_send(req)))
+                # The hot path: a pre-encoded request handed to the fast transport, answered
+                # by a callback; no task and no cancel scope per request (the transport
+                # times out). The callback is a C partial: no Python frame of its own.
+                send(data, partial(self._answered, req, self._stamp_send(req)))
 
     def _stamp_send(self, req: Planned) -> int:
         """Stamp a send (both paths): its time, the run's first send, its schedule lag."""
@@ -312,7 +320,7 @@ class Engine:
         self._rec.record_lag(sent_ns, max(0, sent_ns - req.intended_ns) // 1000)
         return sent_abs
 
-    def _answered(self, req: Planned, status: int, body: bytes, sent_abs: int) -> None:
+    def _answered(self, req: Planned, sent_abs: int, status: int, body: bytes) -> None:
         if self._finished:
             return  # answered after the run ended: it stays counted as in flight
         done_abs = self._clock.now_ns()
@@ -320,7 +328,8 @@ class Engine:
         # (validation keeps its outcome), so only other answers are parsed.
         answer = _OK if 200 <= status < 300 else answer_for(status, body)
         self._complete(req, answer, sent_abs, done_abs)
-        self._refill()
+        if self._st.backlog and not self._st.schedule_over:  # _refill, inlined
+            self._dispatch()
 
     def _refill(self) -> None:
         """A slot freed: send what waits behind the in-flight bound (while the schedule runs)."""
@@ -391,16 +400,12 @@ class Engine:
         st.last_done_ns = done_ns
         if self._observer is not None:
             self._observer(req, answer, done_ns)
-        key = self._key(req.op, req.priority, name)
+        k = (req.op, req.priority, name)
+        key = self._keys.get(k)
+        if key is None:
+            key = self._keys[k] = self._rec.key(*k)
         latency_us = (done_ns - req.intended_ns) // 1000
         self._rec.record(key, done_ns, latency_us, (done_abs - sent_abs) // 1000)
-
-    def _key(self, op: str, priority: int, outcome: str) -> int:
-        k = (op, priority, outcome)
-        kid = self._keys.get(k)
-        if kid is None:
-            kid = self._keys[k] = self._rec.key(op, priority, outcome)
-        return kid
 
     def _close(self, now_ns: int) -> None:
         self._keep(self._rec.close_until(now_ns))
