@@ -1,8 +1,9 @@
 """The fast HTTP/1.1 transport: keep-alive connections on the event loop's raw protocol,
 answers parsed by httptools, requests encoded once per route.
 
-Owns a pool of at most ``max_connections`` connections to one origin, opened lazily and
-reused; each carries one request at a time (no pipelining). Guarantees:
+Owns a pool of at most ``max_connections`` connections to one origin, opened lazily (at
+most ``MAX_OPENING`` at once) and reused; each carries one request at a time (no
+pipelining). Guarantees:
 - every request given to ``send`` completes its callback exactly once, with the HTTP status
   and body, or with ``STATUS_TIMEOUT`` / ``STATUS_TRANSPORT`` and a short ASCII reason;
 - nothing the network does raises; a connection the server closes is dropped and replaced,
@@ -38,6 +39,10 @@ STATUS_TRANSPORT = -2  # connection refused, reset, closed mid-answer, unparsabl
 Callback = Callable[[int, bytes], None]
 _Job = tuple[bytes, Callback, float, bool]  # request, callback, deadline, already retried
 _USER_AGENT = b"zg-load"
+# Connections opened at once, at most. At a high rate's start every waiting request would
+# otherwise open its own: ~1,000 connects in the first milliseconds stalled the loop ~30 ms,
+# more connections than the rate ever needed once they answer.
+MAX_OPENING = 64
 
 
 class Route:
@@ -231,7 +236,11 @@ class _Pool:
     def _grow(self) -> None:
         if self.closed:
             return
-        while len(self._queue) > self._opening and len(self._conns) < self._max:
+        while (
+            len(self._queue) > self._opening
+            and len(self._conns) < self._max
+            and self._opening < MAX_OPENING
+        ):
             conn = _Connection(self)
             self._conns.add(conn)
             self._opening += 1
@@ -262,6 +271,7 @@ class _Pool:
             conn.abort()
         else:
             self.release(conn)
+            self._grow()  # more may wait than the connections opening could take
 
     def _sweep(self) -> None:
         now = time.monotonic()
