@@ -1,9 +1,11 @@
-"""Recording cost per request: ``Recorder.record`` on the hot path, the fold into HDR
-histograms when an interval closes, and one-by-one ``Histogram.record`` for comparison.
+"""Recording cost per request: ``Recorder.record_row`` + ``record_lag_row`` on the hot path
+(what the Engine calls), the fold into HDR histograms when an interval closes, and
+one-by-one ``Histogram.record`` for comparison.
 
 The stall is what one fold blocks the event loop for. Folded in one go at the close, it
 grows with the rate; folded in slices (``fold_pending`` whenever ``--slice-rows`` rows are
-pending, as the engine can do between sends), each fold and the close stay short.
+pending, as the Engine does between sends, every 8,192 rows), each fold and the close stay
+short.
 
   python benchmarks/bench_recording.py                 # 100,000 completions per interval
   python benchmarks/bench_recording.py --per-interval 60000 --intervals 20
@@ -24,12 +26,12 @@ NS_PER_S = 1_000_000_000
 
 
 def record_ns(rec: Recorder, keys: list[int], values: list[tuple[int, int, int]]) -> float:
-    """ns per ``record`` + ``record_lag`` pair (what one request costs on the hot path)."""
-    record, record_lag = rec.record, rec.record_lag
+    """ns per ``record_row`` + ``record_lag_row`` pair (what one request costs on the hot path)."""
+    record, record_lag = rec.record_row, rec.record_lag_row
     started = time.perf_counter_ns()
     for (done_ns, latency_us, service_us), key in zip(values, keys, strict=True):
-        record_lag(done_ns, 3)
-        record(key, done_ns, latency_us, service_us)
+        record_lag((done_ns, 3))
+        record((key, done_ns, latency_us, service_us))
     return (time.perf_counter_ns() - started) / len(values)
 
 
@@ -38,10 +40,10 @@ def record_sliced(
 ) -> list[int]:
     """Record as ``record_ns`` does, calling ``fold_pending`` whenever ``slice_rows`` rows are
     pending; the ns each of those folds took."""
-    record, record_lag, folds = rec.record, rec.record_lag, []
+    record, record_lag, folds = rec.record_row, rec.record_lag_row, []
     for (done_ns, latency_us, service_us), key in zip(values, keys, strict=True):
-        record_lag(done_ns, 3)
-        record(key, done_ns, latency_us, service_us)
+        record_lag((done_ns, 3))
+        record((key, done_ns, latency_us, service_us))
         if rec.pending_rows >= slice_rows:
             started = time.perf_counter_ns()
             rec.fold_pending()
@@ -59,7 +61,7 @@ def main() -> None:
     parser.add_argument("--intervals", type=int, default=10)
     parser.add_argument("--keys", type=int, default=10, help="(op, priority, outcome) keys")
     parser.add_argument(
-        "--slice-rows", type=int, default=4096, help="fold_pending at this many pending rows"
+        "--slice-rows", type=int, default=8192, help="fold_pending at this many pending rows"
     )
     args = parser.parse_args()
     rng = random.Random(7)
@@ -110,7 +112,7 @@ def main() -> None:
     print(
         f"{n} completions per 1 s interval, {args.keys} keys, median of {args.intervals} intervals"
     )
-    print(f"hot path  Recorder.record + record_lag   {hot_ns:7.0f} ns per request")
+    print(f"hot path  record_row + record_lag_row    {hot_ns:7.0f} ns per request")
     print(f"fold      close_until, per value         {fold_ns:7.0f} ns per request")
     print(f"total     recording                      {hot_ns + fold_ns:7.0f} ns per request")
     print(

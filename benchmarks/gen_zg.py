@@ -89,7 +89,7 @@ async def run_raw(url: str, connections: int, duration_s: float) -> dict[str, An
     request, send, record, perf = (
         client.route("GET", "/").bare,
         client.send,
-        rec.record,
+        rec.record_row,
         time.perf_counter_ns,
     )
     count, running, t0 = Counter(), [True], perf()
@@ -101,7 +101,7 @@ async def run_raw(url: str, connections: int, duration_s: float) -> dict[str, An
             nonlocal sent
             now = perf()
             latency_us = (now - sent) // 1000
-            record(ok_key if status == 200 else err_key, now - t0, latency_us, latency_us)
+            record((ok_key if status == 200 else err_key, now - t0, latency_us, latency_us))
             count.done += 1
             if running[0]:
                 sent = now
@@ -133,7 +133,7 @@ async def run_open(url: str, connections: int, duration_s: float, rate: float) -
     rec = Recorder(NS_PER_S)
     ok_key, err_key = rec.key("get", 3, "ok"), rec.key("get", 3, "error")
     request, send, perf = client.route("GET", "/").bare, client.send, time.perf_counter_ns
-    record, record_lag = rec.record, rec.record_lag
+    record, record_lag = rec.record_row, rec.record_lag_row
     loop = asyncio.get_running_loop()
     await client.request(request)  # one connection open before the clock starts
     total = int(rate * duration_s)
@@ -145,7 +145,7 @@ async def run_open(url: str, connections: int, duration_s: float, rate: float) -
         def done(status: int, body: bytes) -> None:
             now = perf() - t0
             key = ok_key if status == 200 else err_key
-            record(key, now, (now - intended_ns) // 1000, (now - sent_ns) // 1000)
+            record((key, now, (now - intended_ns) // 1000, (now - sent_ns) // 1000))
             count.done += 1
             if count.done == total and not finished.done():
                 finished.set_result(None)
@@ -158,7 +158,7 @@ async def run_open(url: str, connections: int, duration_s: float, rate: float) -
         due = min(total, now * rate // NS_PER_S + 1)
         while i < due:
             intended = int(i * NS_PER_S // rate)
-            record_lag(now, (now - intended) // 1000)
+            record_lag((now, (now - intended) // 1000))
             send(request, on_done_for(intended, now))
             i += 1
         sent[0] = i
@@ -228,7 +228,7 @@ async def run_client(
             answer = await client.health()
             now = perf()
             latency_us = (now - sent) // 1000
-            rec.record(ok_key if answer.ok else err_key, now - t0, latency_us, latency_us)
+            rec.record_row((ok_key if answer.ok else err_key, now - t0, latency_us, latency_us))
             count.done += 1
 
     stop = asyncio.Event()

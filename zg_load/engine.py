@@ -317,7 +317,7 @@ class Engine:
         sent_ns = sent_abs - self._t0
         if self._st.first_send_ns is None:
             self._st.first_send_ns = sent_ns
-        self._rec.record_lag(sent_ns, max(0, sent_ns - req.intended_ns) // 1000)
+        self._rec.record_lag_row((sent_ns, max(0, sent_ns - req.intended_ns) // 1000))
         return sent_abs
 
     def _answered(self, req: Planned, sent_abs: int, status: int, body: bytes) -> None:
@@ -405,7 +405,7 @@ class Engine:
         if key is None:
             key = self._keys[k] = self._rec.key(*k)
         latency_us = (done_ns - req.intended_ns) // 1000
-        self._rec.record(key, done_ns, latency_us, (done_abs - sent_abs) // 1000)
+        self._rec.record_row((key, done_ns, latency_us, (done_abs - sent_abs) // 1000))
 
     def _close(self, now_ns: int) -> None:
         self._keep(self._rec.close_until(now_ns))

@@ -119,10 +119,12 @@ class _Connection(asyncio.Protocol):
         chunks.clear()
         on_done, self.on_done = self.on_done, None
         self._used = True
-        if self._keep_alive:
-            self._pool.release(self)
-        else:
+        if not self._keep_alive:
             self.abort()
+        elif self._pool._queue:  # _pool.release, inlined: this is the hot path
+            self.start(*self._pool._queue.popleft())
+        else:
+            self._pool._idle.append(self)
         try:
             on_done(status, body)  # type: ignore[misc]  # set while a request is in flight
         except Exception as exc:  # a caller's bug must not take the connection down
