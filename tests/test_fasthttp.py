@@ -18,6 +18,7 @@ import pytest
 
 from zg_load.client import Answer
 from zg_load.fasthttp import (
+    MAX_OPENING,
     STATUS_TIMEOUT,
     STATUS_TRANSPORT,
     FastHttpClient,
@@ -257,6 +258,37 @@ async def test_the_pool_never_exceeds_max_connections() -> None:
                     tg.start_soon(one)
     assert [a.outcome for a in answers] == [Outcome.OK] * 6
     assert server.connections == 2
+
+
+async def test_at_most_max_opening_connections_are_opened_at_once() -> None:
+    """A burst of requests opens MAX_OPENING connections, then more as those connect, up
+    to what the requests need: every request is answered."""
+
+    async def slow(server: Server, reader: Reader, writer: Writer, n: int) -> None:
+        while True:
+            await server.read(reader)
+            await asyncio.sleep(0.05)
+            writer.write(length_answer(b"{}"))
+
+    statuses: list[int] = []
+    burst = 3 * MAX_OPENING
+    all_answered = asyncio.Event()
+
+    def on_done(status: int, body: bytes) -> None:
+        statuses.append(status)
+        if len(statuses) == burst:
+            all_answered.set()
+
+    with anyio.fail_after(10):
+        async with scripted(slow) as server, fast(server.url, max_connections=1000) as client:
+            request = client.route("GET", "/health").bare
+            for _ in range(burst):
+                client.send(request, on_done)
+            assert client._pool is not None
+            assert client._pool._opening == MAX_OPENING  # not one per waiting request
+            await all_answered.wait()
+    assert statuses == [200] * burst
+    assert MAX_OPENING < server.connections <= burst
 
 
 async def test_timeouts_cover_the_wait_for_a_connection_and_drop_the_connection() -> None:

@@ -527,3 +527,37 @@ def test_close_all_after_everything_closed_keeps_prefolded_lag_alone() -> None:
     stats = recorder.close_all(1500)
     assert [(s.index, s.start_ns, s.end_ns, s.lag.count) for s in stats] == [(2, 2000, 2000, 1)]
     assert recorder.lag().count == 1
+
+
+def test_record_row_is_record_with_one_tuple() -> None:
+    by_call, by_row = Recorder(SECOND_NS), Recorder(SECOND_NS)
+    for rec in (by_call, by_row):
+        rec.key("approval", 1, "ok")
+        rec.key("approval", 2, "refused")
+    rows = [(i % 2, i * 7_000_000, 100 + i, 50 + i) for i in range(300)]
+    for key_id, done_ns, latency_us, service_us in rows:
+        by_call.record(key_id, done_ns, latency_us, service_us)
+        by_call.record_lag(done_ns, latency_us // 10)
+        by_row.record_row((key_id, done_ns, latency_us, service_us))
+        by_row.record_lag_row((done_ns, latency_us // 10))
+    by_row.fold_pending()  # the buffers are cleared in place: the bound appends keep working
+    by_row.record_row((1, 2 * SECOND_NS + 1, 999, 998))
+    by_call.record(1, 2 * SECOND_NS + 1, 999, 998)
+    a, b = by_call.close_all(3 * SECOND_NS), by_row.close_all(3 * SECOND_NS)
+    assert [(s.index, s.counts, s.lag.encode()) for s in a] == [
+        (s.index, s.counts, s.lag.encode()) for s in b
+    ]
+    for key in by_call.keys():
+        assert by_call.latency(key).encode() == by_row.latency(key).encode()
+        assert by_call.service(key).encode() == by_row.service(key).encode()
+
+
+def test_a_row_of_the_wrong_width_fails_the_fold_and_loses_nothing() -> None:
+    rec = Recorder(SECOND_NS)
+    rec.key("approval", 1, "ok")
+    rec.record_row((0, 10, 5, 4))
+    rec.record_row((0, 20, 5))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="wrong width"):
+        rec.fold_pending()
+    assert rec.pending_rows == 1  # 7 values buffered, nothing folded
+    assert rec.counts() == {("approval", 1, "ok"): 0}
