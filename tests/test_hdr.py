@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import base64
+import gc
 import math
 import random
+import weakref
 import zlib
 
 import numpy as np
@@ -266,3 +268,31 @@ def test_merge_across_precisions_keeps_p100_equal_to_max() -> None:
     assert fine.max_us == 816_151
     assert fine.percentile(100) == 816_151
     assert fine.percentile(50) == 1_000
+
+
+@pytest.mark.parametrize("make", ["new", "copy", "decode", "merge_widened"])
+def test_a_dropped_histogram_is_freed_without_the_cyclic_collector(make: str) -> None:
+    """hdrh's histogram and its encoder would form a cycle: each dropped histogram's counts
+    (~180 KB) would wait for a full collection, and a long run's memory would grow."""
+    source = Histogram()
+    source.record(1_500)
+    if make == "new":
+        hist = Histogram()
+    elif make == "copy":
+        hist = source.copy()
+    elif make == "decode":
+        hist = Histogram.decode(source.encode())
+    else:
+        hist = Histogram(highest_us=1_000)
+        hist.merge(source)  # widens to take 1,500 us
+    hist.record(7)
+    assert hist.encode()  # the encoder still reaches its histogram
+    inner = weakref.ref(hist._inner)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        del hist
+        assert inner() is None
+    finally:
+        if enabled:
+            gc.enable()

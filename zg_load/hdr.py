@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import math
 import operator
+import weakref
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -79,6 +80,13 @@ class Histogram:
         self._sum_us = 0
 
     def _use(self, inner: Any, highest_us: int) -> None:
+        # hdrh's histogram and its encoder refer to each other: a cycle only the cyclic
+        # collector frees, so dropped histograms (their counts, ~180 KB each) piled up
+        # between full collections: +18 MiB over 10 minutes of a run. A weak
+        # back-reference lets each one go as soon as it is dropped.
+        encoder = inner.encoder
+        if not isinstance(encoder.histogram, weakref.ProxyType):
+            encoder.histogram = weakref.proxy(inner)
         self._inner = inner
         self._highest_us = highest_us
         self._view: np.ndarray[Any, np.dtype[np.uint64]] = np.frombuffer(
