@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import anyio
 import pytest
@@ -225,3 +225,82 @@ async def test_fast_schedules_are_sent_in_batches_not_busy_polled() -> None:
     assert send_times == [pytest.approx(k / 1000) for k in range(11)]
     lag = r.recorder.lag()
     assert lag.min_us == 0 and lag.max_us == 800  # the request at +0.2 ms waits for +1 ms
+
+
+class _EarlyClock(ManualClock):
+    """Wakes the engine 300 us before each deadline, as uvloop's timers can (its sleeps
+    round); ``exact`` is the same time for the scripted service, whose sleeps are exact."""
+
+    async def sleep_until(self, deadline_ns: int) -> None:
+        early_ns = deadline_ns - 300_000
+        await super().sleep_until(early_ns if early_ns > self.now_ns() else deadline_ns)
+
+    @property
+    def exact(self) -> ManualClock:
+        clock = self
+
+        class Exact(ManualClock):
+            def now_ns(self) -> int:
+                return clock.now_ns()
+
+            async def sleep_until(self, deadline_ns: int) -> None:
+                await ManualClock.sleep_until(clock, deadline_ns)
+
+        return Exact()
+
+
+async def test_closed_loop_users_never_send_before_their_intended_start() -> None:
+    import random
+
+    from zg_load.plan import ClosedStream, _MixSampler
+    from zg_load.scenario import OpSpec
+    from zg_load.schedule import ClosedLoop
+
+    op = OpSpec("approval", 1.0, ((2, 1.0),), (0.01, 0.01), "t", ("a",))
+    stream = ClosedStream(0, 0, ClosedLoop(2, 0.040, 1.0), _MixSampler((op,), random.Random(0)))
+    clock = _EarlyClock()
+    cfg = EngineConfig(duration_ns=1 * S, health_probe_interval_s=None)
+    with clock.installed():
+        client = ScriptedClient(clock.exact, service_time_s=0.001)
+        engine = Engine(client, clock, Recorder(S), cfg)
+        with anyio.fail_after(60):
+            r = await engine.run(iter(()), [stream])
+    identity(r)
+    # each user starts every 41 ms (1 ms answer + 40 ms think): 25 each, none early
+    assert (r.tally.intended, r.tally.ok) == (50, 50)
+    lat = r.recorder.latency(("approval", 2, "ok"))
+    assert lat.min_us == lat.max_us == 1 * MS_US
+
+
+async def test_an_answer_delivered_inside_a_send_keeps_the_in_flight_bound() -> None:
+    import asyncio
+
+    from zg_load.fasthttp import FastHttpClient
+
+    class AnswersEveryThirdAtOnce(FastHttpClient):
+        """The fast path's transport; every third request is refused inside ``send``."""
+
+        def __init__(self) -> None:
+            super().__init__("http://127.0.0.1:9")  # never connects: send is scripted
+            self.sends = 0
+            self.most_in_flight = 0
+
+        def send(self, request: bytes, on_done: Callable[[int, bytes], None]) -> None:
+            self.sends += 1
+            self.most_in_flight = max(self.most_in_flight, engine.in_flight)
+            if self.sends % 3 == 0:
+                on_done(503, b'{"error": {"type": "overloaded"}}')
+            else:
+                asyncio.get_running_loop().call_later(0.004, on_done, 200, b"{}")
+
+    clock = ManualClock()
+    cfg = EngineConfig(duration_ns=2 * S, max_in_flight=8, health_probe_interval_s=None)
+    with clock.installed():
+        client = AnswersEveryThirdAtOnce()
+        engine = Engine(client, clock, Recorder(S), cfg)
+        with anyio.fail_after(3600):
+            r = await engine.run(planned(20_000, 2))
+    identity(r)
+    assert client.most_in_flight == 8  # reached, never exceeded
+    assert r.tally.sent == client.sends
+    assert r.tally.ok + r.tally.refused + r.tally.error == r.tally.sent - r.tally.in_flight

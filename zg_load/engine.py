@@ -41,6 +41,7 @@ NS_PER_S = 1_000_000_000
 # about 24 times a second at 100,000 requests/s, which add a completion and a lag row each
 # (a whole second folded at once: ~20 ms).
 FOLD_ROWS = 8192
+_runs_in_gc_freeze = 0  # Engine runs under the one gc.freeze() of this process
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,7 @@ class Engine:
         self._tg: anyio.abc.TaskGroup | None = None
         self._nxt: Planned | None = None
         self._finished = False
+        self._dispatching = False
         self._encode = approval_encoder(client)
 
     @property
@@ -198,12 +200,20 @@ class Engine:
         # Objects alive now (modules, the plan, the client) leave the collector's view
         # for the run: a full collection then scans only what the run allocates, instead of
         # pausing the loop for ~15 ms once in a while (measured at 40,000 requests/s).
-        gc.collect()
-        gc.freeze()
+        global _runs_in_gc_freeze
+        freeze = _runs_in_gc_freeze > 0 or gc.get_freeze_count() == 0  # not a caller's freeze
+        if freeze:
+            if _runs_in_gc_freeze == 0:
+                gc.collect()
+                gc.freeze()
+            _runs_in_gc_freeze += 1
         try:
             return await self._run(it, closed, start_at_ns)
         finally:
-            gc.unfreeze()
+            if freeze:
+                _runs_in_gc_freeze -= 1
+                if _runs_in_gc_freeze == 0:  # the last of the runs that froze
+                    gc.unfreeze()
 
     async def _run(
         self, it: Iterator[Planned], closed: Sequence[ClosedStream], start_at_ns: int | None
@@ -286,11 +296,21 @@ class Engine:
         st = self._st
         assert self._tg is not None
         backlog = st.backlog
-        if not backlog:
+        if not backlog or self._dispatching:
+            # (an answer delivered inside a send: the loop below goes on, and its room,
+            # counted before, can only be too small, so the bound still holds)
             return
+        self._dispatching = True
+        try:
+            self._send_backlog(st, backlog)
+        finally:
+            self._dispatching = False
+
+    def _send_backlog(self, st: _State, backlog: deque[Planned]) -> None:
+        assert self._tg is not None
         sent_at = self._now() // self._cfg.interval_ns
-        # Sends only add to in_flight (no answer arrives before this returns), so the room
-        # left under the bound is counted down here instead of recomputed per request.
+        # The room under the bound is counted once and down per send, not recomputed per
+        # request: answers delivered meanwhile only free slots (see _dispatch).
         room = self._cfg.max_in_flight - st.tally.in_flight
         encode, phase_sent, tally = self._encode, self._phase_sent, st.tally
         client = self._client
@@ -355,7 +375,10 @@ class Engine:
         offset_ns: int | None = 0
         while offset_ns is not None:
             intended_ns = stream.start_ns + offset_ns
-            await self._clock.sleep_until(self._t0 + intended_ns)
+            # uvloop may wake a sleep up to ~0.4 ms early; sending before the intended
+            # start would record a negative latency (and fail the fold), so wait it out.
+            while self._clock.now_ns() < self._t0 + intended_ns:
+                await self._clock.sleep_until(self._t0 + intended_ns)
             if st.schedule_over or self._stop_reason != "completed":
                 return
             req = stream.draw(intended_ns)
