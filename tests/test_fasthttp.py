@@ -291,6 +291,28 @@ async def test_at_most_max_opening_connections_are_opened_at_once() -> None:
     assert MAX_OPENING < server.connections <= burst
 
 
+async def test_open_connections_opens_them_all_before_any_request() -> None:
+    n = 2 * MAX_OPENING + 22
+    with anyio.fail_after(10):
+        async with scripted(answer_every_request) as server, fast(server.url) as client:
+            assert await client.open_connections(n) == n
+            await asyncio.sleep(0.05)  # the server side sees every accept
+            assert server.connections == n and server.requests == []
+            answers = await asyncio.gather(*(client.health() for _ in range(n)))
+            assert [a.outcome for a in answers] == [Outcome.OK] * n
+            assert server.connections == n  # the requests reused them
+
+
+async def test_open_connections_stops_when_the_target_refuses() -> None:
+    listener = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    listener.close()
+    await listener.wait_closed()
+    with anyio.fail_after(10):
+        async with fast(f"http://127.0.0.1:{port}") as client:
+            assert await client.open_connections(500) == 0
+
+
 async def test_timeouts_cover_the_wait_for_a_connection_and_drop_the_connection() -> None:
     async def silent_first(server: Server, reader: Reader, writer: Writer, n: int) -> None:
         if n == 1:

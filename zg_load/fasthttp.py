@@ -243,12 +243,28 @@ class _Pool:
             and len(self._conns) < self._max
             and self._opening < MAX_OPENING
         ):
-            conn = _Connection(self)
-            self._conns.add(conn)
-            self._opening += 1
-            task = self._loop.create_task(self._connect(conn))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._open_one()
+
+    def _open_one(self) -> asyncio.Task[None]:
+        conn = _Connection(self)
+        self._conns.add(conn)
+        self._opening += 1
+        task = self._loop.create_task(self._connect(conn))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def open_connections(self, n: int) -> int:
+        """Open connections until ``n`` (at most the pool's bound) are open, ``MAX_OPENING``
+        at a time; stop early when a round opens none. Returns how many are open."""
+        target = min(n, self._max)
+        while not self.closed and len(self._conns) < target:
+            before = len(self._conns)
+            room = min(MAX_OPENING - self._opening, target - len(self._conns))
+            await asyncio.gather(*(self._open_one() for _ in range(max(1, room))))
+            if len(self._conns) <= before:
+                break  # the target refuses connections: the run will say so
+        return len(self._conns)
 
     async def _connect(self, conn: _Connection) -> None:
         try:
@@ -354,10 +370,22 @@ class FastHttpClient(AIOpsCalls):
         """
         pool = self._pool
         if pool is None or pool.closed:
-            pool = self._pool = _Pool(
-                self._host, self._port, self._ssl, self._timeout_s, self._max_connections
-            )
+            pool = self._open_pool()
         pool.send(request, on_done)
+
+    def _open_pool(self) -> _Pool:
+        self._pool = _Pool(
+            self._host, self._port, self._ssl, self._timeout_s, self._max_connections
+        )
+        return self._pool
+
+    async def open_connections(self, n: int) -> int:
+        """Open up to ``n`` keep-alive connections now (before a run's clock starts, as wrk
+        does); returns how many are open."""
+        pool = self._pool
+        if pool is None or pool.closed:
+            pool = self._open_pool()
+        return await pool.open_connections(n)
 
     async def request(self, request: bytes) -> tuple[int, bytes]:
         """Send a pre-encoded request and wait for ``(status, body)`` as ``send`` gives it."""

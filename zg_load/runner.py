@@ -41,7 +41,7 @@ from zg_load.recorder import IntervalStats, Recorder
 from zg_load.result import RunResult
 from zg_load.scenario import Phase, Scenario, TargetSetup
 from zg_load.summary import build_summary, with_checks
-from zg_load.transport import DEFAULT_TRANSPORT, TransportKind, make_client
+from zg_load.transport import DEFAULT_TRANSPORT, TransportKind, make_client, warm
 from zg_load.validation import Observations, attach
 from zg_load.validation_observe import model_usage
 
@@ -173,14 +173,6 @@ async def _check_admin(client: TargetClient, url: str, scenario: Scenario) -> No
         )
 
 
-async def _warm(client: TargetClient, connections: int) -> None:
-    """Open the connection pool before the clock starts, as wrk does, so a storm's
-    first second measures the service, not our TCP handshakes."""
-    async with anyio.create_task_group() as tg:
-        for _ in range(connections):
-            tg.start_soon(client.health)
-
-
 async def _setup(client: TargetClient, target: TargetSetup) -> None:
     if target.budget_usd is None:
         return
@@ -260,7 +252,7 @@ async def _run(
         if refused:
             raise RunError(f"target refused the setup of {refused[0]}")
         before = await target_state(client)
-        await _warm(client, min(scenario.max_in_flight, WARM_CONNECTIONS))
+        await warm(client, min(scenario.max_in_flight, WARM_CONNECTIONS))
         try:
             run_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (once, before the clock starts)
         except OSError as exc:

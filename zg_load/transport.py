@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
+import anyio
+
 from zg_load.client import HttpClient, TargetClient
 from zg_load.fasthttp import FastHttpClient
 
@@ -39,3 +41,15 @@ def make_client(
             base_url, timeout_s=timeout_s, max_connections=max_connections, admin_token=admin_token
         )
     raise ValueError(f"unknown transport {kind!r}; expected one of {', '.join(TRANSPORTS)}")
+
+
+async def warm(client: TargetClient, connections: int) -> None:
+    """Open the connection pool before the clock starts, as wrk does, so a storm's first
+    second measures the service, not our TCP handshakes. The fast transport opens the
+    connections themselves; any other client gets as many concurrent health calls."""
+    if isinstance(client, FastHttpClient):
+        await client.open_connections(connections)
+        return
+    async with anyio.create_task_group() as tg:
+        for _ in range(connections):
+            tg.start_soon(client.health)

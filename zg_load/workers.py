@@ -30,7 +30,6 @@ from typing import Any, Protocol
 
 import anyio
 
-from zg_load.client import AIOpsClient
 from zg_load.clock import RealClock
 from zg_load.engine import Engine, engine_config
 from zg_load.merge import (
@@ -47,7 +46,7 @@ from zg_load.recorder import IntervalStats, Recorder
 from zg_load.result import RunResult
 from zg_load.scenario import Scenario
 from zg_load.schedule import ClosedLoop
-from zg_load.transport import DEFAULT_TRANSPORT, TransportKind, make_client
+from zg_load.transport import DEFAULT_TRANSPORT, TransportKind, make_client, warm
 
 NS_PER_S = 1_000_000_000
 POLL_S = 0.02
@@ -148,7 +147,7 @@ async def _work(
     )
     kept: list[IntervalWire] = []
     try:
-        await _warm(client, min(spec.settings.warm_connections, config.max_in_flight))
+        await warm(client, min(spec.settings.warm_connections, config.max_in_flight))
         start_epoch_s = spec.start_epoch_s or await _wait_for_start(gate)
         clock = RealClock()
         start_at_ns = clock.now_ns() + round((start_epoch_s - time.time()) * NS_PER_S)
@@ -170,13 +169,6 @@ async def _work(
     finally:
         await client.aclose()
     return build_report(spec.index, result, kept, start_epoch_s)
-
-
-async def _warm(client: AIOpsClient, connections: int) -> None:
-    """Open the connection pool before the shared start, so the run measures the service."""
-    async with anyio.create_task_group() as tg:
-        for _ in range(connections):
-            tg.start_soon(client.health)
 
 
 async def _wait_for_start(gate: StartGate | None) -> float:
