@@ -5,8 +5,9 @@ one core and every generator, one after the other, to another, for the same time
 the same number of connections. Prints requests/s, the generator's CPU use, requests/s
 per generator core (requests/s divided by the cores it used) and the ratios to wrk and
 Locust. Then zg_load's Engine (open loop, approvals, full recording) per transport: its
-ceiling (asked for the transport's closed-loop rate, what it achieves) and runs at 50 % and
-80 % of that ceiling (achieved / requested, cores used, p99 latency and schedule lag).
+ceiling (the highest rate at which it answers OK within 0.5 % of the requests, with
+schedule lag p99 under 100 ms; searched in steps of 10 %) and runs at 50 % and 80 % of it
+(admitted / requested, cores used, requests per CPU second, p99 latency and schedule lag).
 
 The zg_load figures count the generator's own CPU over its measured window (start-up and
 warm-up left out); wrk and Locust are counted over their whole process.
@@ -150,29 +151,66 @@ def run_engine(
     return result
 
 
+HELD = 0.995  # admitted / requested at or above this ...
+HELD_LAG_P99_US = 100_000  # ... with schedule lag p99 under 100 ms: the rate is held
+
+
+def held(r: dict[str, Any]) -> bool:
+    """Every request sent on time and answered OK, within 0.5 %: failures do not count as
+    held, nor does a backlog that grows (its lag would)."""
+    lag = r["lag_p99_us"]
+    return bool(r["ok_ratio"] >= HELD and lag is not None and lag < HELD_LAG_P99_US)
+
+
 def open_loop(
     url: str, args: argparse.Namespace, core: int | None, closed: dict[str, float]
 ) -> None:
-    """The Engine (open loop, approvals, full recording) per transport: its ceiling (what
-    it achieves when asked for the transport's closed-loop rate), then fractions of it."""
+    """The Engine (open loop, approvals, full recording) per transport. Its ceiling is the
+    highest rate it holds: first asked for the transport's closed-loop rate (far too much,
+    it falls behind), then from what it achieved there in steps of 10 %, up while it holds
+    (down until it holds). Then runs at fractions of the ceiling. Per core is requests
+    completed per CPU second of the generator (its drain included)."""
     print("\nEngine, open loop, full recording (lag: schedule lag of the sends):")
     print(
-        f"{'transport':10} {'requested/s':>11} {'achieved/s':>10} {'ratio':>7} {'cores':>6} "
-        f"{'achieved/core':>13} {'p99 us':>8} {'lag p99 us':>10}"
+        f"{'transport':10} {'requested/s':>11} {'achieved/s':>10} {'ok ratio':>8} {'cores':>6} "
+        f"{'per core':>9} {'p99 us':>8} {'lag p99 us':>10}"
     )
+
+    def step(transport: str, rate: int, label: str) -> bool:
+        r = run_engine(url, args, core, transport, rate)
+        ok = held(r)
+        verdict = (
+            "" if label.endswith("of the ceiling") else (", holds" if ok else ", falls behind")
+        )
+        print(
+            f"{transport:10} {rate:11d} {r['rate']:10.0f} {r['ok_ratio']:8.4f} "
+            f"{r['cores']:6.2f} {r['per_core']:9.0f} "
+            f"{r['p99_us']!s:>8} {r['lag_p99_us']!s:>10}  {label}{verdict}"
+        )
+        return ok
+
     for transport, closed_rate in closed.items():
-        ceiling: float | None = None
-        for fraction in (None, *args.fractions):
-            rate = round(closed_rate if ceiling is None else ceiling * fraction)
-            r = run_engine(url, args, core, transport, rate)
-            label = "ceiling" if ceiling is None else f"{fraction:.0%} of it"
-            print(
-                f"{transport:10} {rate:11d} {r['rate']:10.0f} {r['achieved_ratio']:7.4f} "
-                f"{r['cores']:6.2f} {r['rate'] / max(r['cores'], 0.01):13.0f} "
-                f"{r['p99_us']!s:>8} {r['lag_p99_us']!s:>10}  {label}"
-            )
-            if ceiling is None:
-                ceiling = float(r["rate"])
+        achieved = run_engine(url, args, core, transport, round(closed_rate))["rate"]
+        print(f"{transport:10} asked for {closed_rate:.0f}/s (closed-loop rate): {achieved:.0f}/s")
+        rate, ceiling, failed = round(achieved), 0, False
+        going_up: bool | None = None
+        for _ in range(8):
+            ok = step(transport, rate, "search")
+            failed = failed or not ok
+            if ok:
+                ceiling = max(ceiling, rate)
+            if going_up is None:
+                going_up = ok
+            if ok != going_up or (not going_up and ok):
+                break
+            rate = round(rate * (1.1 if going_up else 0.9))
+        if not ceiling:
+            print(f"{transport:10} no rate held")
+            continue
+        bound = "" if failed else " (at least: no step failed)"
+        print(f"{transport:10} ceiling: {ceiling} requests/s held{bound}")
+        for fraction in args.fractions:
+            step(transport, round(ceiling * fraction), f"{fraction:.0%} of the ceiling")
 
 
 def main() -> None:

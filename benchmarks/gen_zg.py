@@ -47,10 +47,12 @@ def cpu_s() -> tuple[float, float]:
 
 
 def cpu_figures(n: int, seconds: float, start: tuple[float, float]) -> dict[str, float]:
-    """Cores used over the window, and user / system CPU microseconds per request."""
+    """Cores used over the window, requests per CPU second, and user / system CPU
+    microseconds per request."""
     user_s, system_s = (b - a for a, b in zip(start, cpu_s(), strict=True))
     return {
         "cores": (user_s + system_s) / seconds,
+        "per_core": n / max(user_s + system_s, 1e-9),
         "user_us_per_request": user_s * 1e6 / max(n, 1),
         "system_us_per_request": system_s * 1e6 / max(n, 1),
     }
@@ -278,6 +280,7 @@ async def run_engine(
         "ok": tally.ok,
         "rate": tally.completed / duration_s,
         "achieved_ratio": tally.completed / max(1, int(rate * duration_s)),
+        "ok_ratio": tally.ok / max(1, int(rate * duration_s)),
         "p50_us": ok.percentile(50),
         "p99_us": ok.percentile(99),
         "lag_p99_us": rec.lag().percentile(99),

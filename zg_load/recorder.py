@@ -92,7 +92,9 @@ class Recorder:
         self._raw: list[int] = []  # flat: key_id, done_ns, latency_us, service_us
         self._raw_lag: list[int] = []  # flat: sent_ns, lag_us
         # ``record`` and ``record_lag`` taking one tuple, as the buffers' own C methods: no
-        # Python frame per call. Values are checked when folded, as with ``record``.
+        # Python frame per call. Values are checked when folded, as with ``record``; a tuple
+        # of the wrong length is caught only when it leaves the buffer's length uneven
+        # (the tuple's length is the caller's to get right).
         self.record_row: Callable[[tuple[int, int, int, int]], None] = self._raw.extend
         self.record_lag_row: Callable[[tuple[int, int]], None] = self._raw_lag.extend
         self._next_index = 0  # the earliest interval not yet closed
