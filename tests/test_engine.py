@@ -278,14 +278,17 @@ async def test_an_answer_delivered_inside_a_send_keeps_the_in_flight_bound() -> 
     from zg_load.fasthttp import FastHttpClient
 
     class AnswersEveryThirdAtOnce(FastHttpClient):
-        """The fast path's transport; every third request is refused inside ``send``."""
+        """The fast path's transport; every third request is refused inside its send."""
 
         def __init__(self) -> None:
             super().__init__("http://127.0.0.1:9")  # never connects: send is scripted
             self.sends = 0
             self.most_in_flight = 0
 
-        def send(self, request: bytes, on_done: Callable[[int, bytes], None]) -> None:
+        def sender(self) -> Callable[[bytes, Callable[[int, bytes], None]], None]:
+            return self.scripted_send
+
+        def scripted_send(self, request: bytes, on_done: Callable[[int, bytes], None]) -> None:
             self.sends += 1
             self.most_in_flight = max(self.most_in_flight, engine.in_flight)
             if self.sends % 3 == 0:

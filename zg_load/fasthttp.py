@@ -37,6 +37,7 @@ STATUS_TIMEOUT = -1  # no answer within timeout_s
 STATUS_TRANSPORT = -2  # connection refused, reset, closed mid-answer, unparsable answer
 
 Callback = Callable[[int, bytes], None]
+Callback2 = Callable[[bytes, Callback], None]  # send(request, on_done)
 _Job = tuple[bytes, Callback, float, bool]  # request, callback, deadline, already retried
 _USER_AGENT = b"zg-load"
 # Connections opened at once, at most. At a high rate's start every waiting request would
@@ -48,17 +49,18 @@ MAX_OPENING = 64
 class Route:
     """One method and path with its header block encoded once; ``encode`` adds a body."""
 
-    __slots__ = ("bare", "_prefix")
+    __slots__ = ("bare", "body_prefix")
 
     def __init__(self, method: str, target: str, headers: list[tuple[str, str]]) -> None:
         lines = [f"{method} {target} HTTP/1.1"] + [f"{name}: {value}" for name, value in headers]
         head = "\r\n".join(lines).encode("latin-1")
         self.bare = head + b"\r\n\r\n"  # the whole request when there is no body
-        self._prefix = head + b"\r\ncontent-type: application/json\r\ncontent-length: "
+        # the request up to its content-length value; ``encode`` adds the length and body
+        self.body_prefix = head + b"\r\ncontent-type: application/json\r\ncontent-length: "
 
     def encode(self, body: bytes) -> bytes:
         """The whole request with ``body`` (JSON) as its payload."""
-        return b"%s%d\r\n\r\n%s" % (self._prefix, len(body), body)
+        return b"%s%d\r\n\r\n%s" % (self.body_prefix, len(body), body)
 
 
 class _Connection(asyncio.Protocol):
@@ -190,6 +192,9 @@ class _Pool:
         self.closed = False
 
     def send(self, request: bytes, on_done: Callback) -> None:
+        if self.closed:
+            self.complete(on_done, STATUS_TRANSPORT, b"ClientClosed")
+            return
         if self._sweeper is None:
             self._sweeper = self._loop.call_later(self._tick_s, self._sweep)
         deadline = time.monotonic() + self._timeout_s
@@ -372,6 +377,15 @@ class FastHttpClient(AIOpsCalls):
         if pool is None or pool.closed:
             pool = self._open_pool()
         pool.send(request, on_done)
+
+    def sender(self) -> Callback2:
+        """``send`` without this client's own Python frame: the open pool's ``send``, for a
+        batch of sends on the hot path (fetch it again after ``aclose``; a closed pool's
+        ``send`` answers ``STATUS_TRANSPORT`` at once)."""
+        pool = self._pool
+        if pool is None or pool.closed:
+            pool = self._open_pool()
+        return pool.send
 
     def _open_pool(self) -> _Pool:
         self._pool = _Pool(
