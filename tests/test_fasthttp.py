@@ -313,6 +313,30 @@ async def test_open_connections_stops_when_the_target_refuses() -> None:
             assert await client.open_connections(500) == 0
 
 
+async def test_sender_sends_through_the_pool_and_a_closed_ones_answers_at_once() -> None:
+    with anyio.fail_after(10):
+        async with scripted(answer_every_request) as server, fast(server.url) as client:
+            send = client.sender()
+            request = client.route("GET", "/health").bare
+            got: list[tuple[int, bytes]] = []
+            answered = asyncio.Event()
+
+            def on_done(status: int, body: bytes) -> None:
+                got.append((status, body))
+                answered.set()
+
+            send(request, on_done)
+            await answered.wait()
+            assert got == [(200, b'{"n": 1}')]
+            await client.aclose()
+            send(request, on_done)  # the pool it belonged to is closed
+            assert got[1:] == [(STATUS_TRANSPORT, b"ClientClosed")]
+            answered.clear()
+            client.sender()(request, on_done)  # a new pool, a new connection
+            await answered.wait()
+            assert got[2:] == [(200, b'{"n": 2}')]
+
+
 async def test_timeouts_cover_the_wait_for_a_connection_and_drop_the_connection() -> None:
     async def silent_first(server: Server, reader: Reader, writer: Writer, n: int) -> None:
         if n == 1:
