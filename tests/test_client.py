@@ -223,6 +223,27 @@ async def test_no_answer_is_a_timeout_after_timeout_s(kind: TransportKind) -> No
     assert 0.29 <= elapsed_s < 0.6
 
 
+async def test_an_answer_that_stalls_mid_body_is_a_timeout_after_timeout_s(
+    kind: TransportKind,
+) -> None:
+    # Both clients say they time every call out themselves (the Engine then adds no
+    # timer): the body's read is covered too, not only the wait for the headers.
+    async def stalling(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b'HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{"status": ')
+        await writer.drain()
+        await reader.read()  # until the client gives up and closes
+
+    with anyio.fail_after(10):
+        async with raw_server(stalling) as url, client(kind, url, timeout_s=0.3) as c:
+            assert getattr(c, "enforces_timeout_s", None) == 0.3
+            started = time.perf_counter()
+            answer = await c.request_approval("t", 1.0, 3)
+            elapsed_s = time.perf_counter() - started
+    assert (answer.outcome, answer.status) == (Outcome.TIMEOUT, 0)
+    assert 0.29 <= elapsed_s < 0.6
+
+
 async def test_close_mid_answer_is_transport(kind: TransportKind) -> None:
     async def truncating(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)

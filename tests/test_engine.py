@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 
 import anyio
 import pytest
 
+from zg_load.client import Answer
 from zg_load.engine import Engine, EngineConfig
+from zg_load.outcome import Outcome
 from zg_load.plan import Planned
 from zg_load.recorder import Recorder
 from zg_load.result import RunResult
@@ -307,3 +310,92 @@ async def test_an_answer_delivered_inside_a_send_keeps_the_in_flight_bound() -> 
     assert client.most_in_flight == 8  # reached, never exceeded
     assert r.tally.sent == client.sends
     assert r.tally.ok + r.tally.refused + r.tally.error == r.tally.sent - r.tally.in_flight
+
+
+class TimesOutItself(ScriptedClient):
+    """Answers TIMEOUT by itself after ``own_timeout_s``, and says so."""
+
+    own_timeout_s: float = 0.3
+
+    @property
+    def enforces_timeout_s(self) -> float:
+        return self.own_timeout_s
+
+    async def request_approval(
+        self,
+        task_description: str,
+        estimated_cost: float,
+        priority: int,
+        agent_id: str | None = None,
+    ) -> Answer:
+        with anyio.move_on_after(self.own_timeout_s):
+            return await super().request_approval(task_description, estimated_cost, priority)
+        return Answer(Outcome.TIMEOUT, 0, "own timeout")
+
+
+async def general_path_run(client_timeout_s: float, run_timeout_s: float) -> RunResult:
+    clock = ManualClock()
+    cfg = EngineConfig(
+        duration_ns=1 * S, timeout_s=run_timeout_s, drain_s=1.0, health_probe_interval_s=None
+    )
+    with clock.installed():
+        client = TimesOutItself(clock, service_time_s=10.0)
+        client.own_timeout_s = client_timeout_s
+        engine = Engine(client, clock, Recorder(S), cfg)
+        with anyio.fail_after(3600):
+            return await engine.run(planned(10, 1))
+
+
+async def test_a_client_that_times_out_by_itself_is_not_timed_out_twice() -> None:
+    # Its timeout (0.3 s) is within the run's (0.5 s): its own answers are the ones counted.
+    r = await general_path_run(client_timeout_s=0.3, run_timeout_s=0.5)
+    identity(r)
+    assert (r.tally.sent, r.tally.timeout, r.tally.in_flight) == (10, 10, 0)
+    assert r.errors == Counter({"timeout: own timeout": 10})
+    assert r.recorder.latency(("approval", 3, "timeout")).min_us == 300 * MS_US
+
+
+async def test_a_client_that_says_it_times_out_by_itself_is_trusted() -> None:
+    # This one says so but never does: the Engine puts no timer of its own around its
+    # calls, so they are still in flight when the drain (1.1 x the timeout + 0.1 s) ends.
+    class SaysButDoesNot(ScriptedClient):
+        enforces_timeout_s = 0.5
+
+    clock = ManualClock()
+    cfg = EngineConfig(duration_ns=1 * S, timeout_s=0.5, drain_s=0.1, health_probe_interval_s=None)
+    with clock.installed():
+        client = SaysButDoesNot(clock, service_time_s=10.0)
+        with anyio.fail_after(3600):
+            r = await Engine(client, clock, Recorder(S), cfg).run(planned(10, 1))
+    identity(r)
+    assert (r.tally.sent, r.tally.timeout, r.tally.in_flight) == (10, 0, 10)
+
+
+async def test_a_client_timeout_longer_than_the_run_timeout_is_cut_by_the_engine() -> None:
+    r = await general_path_run(client_timeout_s=2.0, run_timeout_s=0.5)
+    identity(r)
+    assert (r.tally.sent, r.tally.timeout, r.tally.in_flight) == (10, 10, 0)
+    assert r.errors == Counter({"timeout: timeout": 10})
+    assert r.recorder.latency(("approval", 3, "timeout")).min_us == 500 * MS_US
+
+
+async def test_an_error_inside_a_request_ends_the_run_and_is_raised() -> None:
+    # The general path's requests are tasks of their own: a bug in one (here the
+    # observer) is not lost, and no request outlives the run.
+    seen: list[int] = []
+
+    def observer(req: Planned, answer: Answer, done_ns: int) -> None:
+        seen.append(done_ns)
+        if len(seen) == 3:
+            raise RuntimeError("observer bug")
+
+    clock = ManualClock()
+    cfg = EngineConfig(duration_ns=10 * S, health_probe_interval_s=None)
+    with clock.installed():
+        client = ScriptedClient(clock, service_time_s=0.05)
+        engine = Engine(client, clock, Recorder(S), cfg, observer=observer)
+        with anyio.fail_after(3600), pytest.raises(RuntimeError, match="observer bug"):
+            await engine.run(planned(100, 10))
+        await anyio.sleep(0.1)
+        assert engine._tasks == set()
+    assert len(seen) == 3

@@ -38,7 +38,13 @@ class Answer:
 
 @runtime_checkable
 class AIOpsClient(Protocol):
-    """The calls zg_load makes of an AI Ops service. Adapters implement this."""
+    """The calls zg_load makes of an AI Ops service. Adapters implement this.
+
+    An adapter whose every call answers ``Outcome.TIMEOUT`` by itself within some
+    ``timeout_s`` may say so with an attribute ``enforces_timeout_s = timeout_s``; when that
+    is no longer than the run's timeout, the Engine puts no cancel scope of its own around
+    its calls. Without it, the Engine times each call out itself.
+    """
 
     async def set_budget_limit(
         self, max_usd: float, soft_usd: float | None = None, window: str | None = None
@@ -251,6 +257,9 @@ class HttpClient(AIOpsCalls):
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        # The total timeout (connection wait, send and read included) answers TIMEOUT, so
+        # the Engine needs no cancel scope of its own around a call.
+        self.enforces_timeout_s = timeout_s
         self._max_connections = max_connections
         self._admin_token = admin_token
         self._session: aiohttp.ClientSession | None = None

@@ -13,6 +13,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import math
 from collections import Counter, deque
@@ -172,6 +173,17 @@ class Engine:
         self._finished = False
         self._dispatching = False
         self._encode = approval_encoder(client)
+        # The general path's request tasks: plain asyncio tasks, not task-group children
+        # (anyio's start_soon costs ~30 us a task; create_task ~5 us). The run cancels
+        # those left at its end and re-raises the first error one of them raised.
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._task_error: BaseException | None = None
+        # A client that enforces the run's timeout itself answers TIMEOUT on its own; the
+        # Engine then spares each request a cancel scope (~12 us).
+        own_timeout_s = getattr(client, "enforces_timeout_s", None)
+        self._scope_timeouts = not (
+            isinstance(own_timeout_s, (int, float)) and 0 < own_timeout_s <= config.timeout_s
+        )
 
     @property
     def start_epoch_s(self) -> float:
@@ -225,26 +237,56 @@ class Engine:
         else:
             await self._clock.sleep_until(start_at_ns)
             self._t0 = start_at_ns
-        async with anyio.create_task_group() as tg:
-            self._tg = tg
-            probe_scope = anyio.CancelScope()
-            if self._cfg.health_probe_interval_s:
-                tg.start_soon(self._probe_loop, probe_scope)
-            for stream in closed:
-                for user in range(stream.closed.users):
-                    tg.start_soon(self._closed_user, stream, user)
-            if self._on_phase is not None:
-                tg.start_soon(self._phase_starts, self._on_phase)
-            with self._sched_scope:
-                await self._schedule(it)
-            probe_scope.cancel()
-            stop_ns = self._now()
-            self._st.schedule_over = True
-            self._count_due(it, stop_ns)  # due but never pulled: intended, not sent
-            if self._stop_reason == "completed":
-                await self._drain()
-            tg.cancel_scope.cancel()
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                probe_scope = anyio.CancelScope()
+                if self._cfg.health_probe_interval_s:
+                    tg.start_soon(self._probe_loop, probe_scope)
+                for stream in closed:
+                    for user in range(stream.closed.users):
+                        tg.start_soon(self._closed_user, stream, user)
+                if self._on_phase is not None:
+                    tg.start_soon(self._phase_starts, self._on_phase)
+                with self._sched_scope:
+                    await self._schedule(it)
+                probe_scope.cancel()
+                stop_ns = self._now()
+                self._st.schedule_over = True
+                self._count_due(it, stop_ns)  # due but never pulled: intended, not sent
+                if self._stop_reason == "completed":
+                    await self._drain()
+                await self._cancel_tasks()
+                tg.cancel_scope.cancel()
+        finally:
+            for task in self._tasks:  # left by an error or a cancellation from outside
+                task.cancel()
+        if self._task_error is not None:
+            raise self._task_error
         return self._result()
+
+    def _spawn(self, req: Planned) -> None:
+        task = asyncio.get_running_loop().create_task(self._one(req))
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None and self._task_error is None:  # a bug: end the run, raise it
+            self._task_error = exc
+            if self._tg is not None:
+                self._tg.cancel_scope.cancel()
+
+    async def _cancel_tasks(self) -> None:
+        """Cancel the requests still in flight and wait until they have let go."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
 
     def _now(self) -> int:
         return self._clock.now_ns() - self._t0
@@ -335,7 +377,7 @@ class Engine:
             sent += 1
             data = encode(req) if encode is not None else None
             if data is None or send is None:
-                self._tg.start_soon(self._one, req)
+                self._spawn(req)
             else:
                 # The hot path: a pre-encoded request handed to the fast transport, answered
                 # by a callback; no task and no cancel scope per request (the transport
@@ -417,14 +459,19 @@ class Engine:
         self._refill()
 
     async def _answer(self, req: Planned) -> Answer:
+        if not self._scope_timeouts:
+            return await self._call(req)
         with anyio.move_on_after(self._cfg.timeout_s) as scope:
-            try:
-                return await call(self._client, req)
-            except Exception as exc:  # an adapter's bug is an error, not a crash
-                self._st.errors[type(exc).__name__] += 1
-                return Answer(Outcome.ERROR, 0, type(exc).__name__, str(exc))
+            return await self._call(req)
         assert scope.cancelled_caught
         return Answer(Outcome.TIMEOUT, 0, "timeout")
+
+    async def _call(self, req: Planned) -> Answer:
+        try:
+            return await call(self._client, req)
+        except Exception as exc:  # an adapter's bug is an error, not a crash
+            self._st.errors[type(exc).__name__] += 1
+            return Answer(Outcome.ERROR, 0, type(exc).__name__, str(exc))
 
     def _complete(self, req: Planned, answer: Answer, sent_abs: int, done_abs: int) -> None:
         st = self._st

@@ -349,6 +349,9 @@ class FastHttpClient(AIOpsCalls):
             (ssl_context or ssl.create_default_context()) if parts.scheme == "https" else None
         )
         self._timeout_s = timeout_s
+        # Every call answers TIMEOUT by itself within timeout_s (plus one sweep tick), so
+        # the Engine needs no cancel scope of its own around it.
+        self.enforces_timeout_s = timeout_s
         self._max_connections = max_connections
         self._admin_token = admin_token
         self._pool: _Pool | None = None
