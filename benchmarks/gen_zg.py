@@ -269,6 +269,8 @@ async def run_engine(
     result = await Engine(client, RealClock(), rec, config).run(planned())
     seconds = (time.perf_counter_ns() - started_ns) / NS_PER_S
     cpu = cpu_figures(result.tally.completed, seconds, start_cpu)
+    # how many connections the run opened (fast transport): more than it needs costs CPU
+    opened = await client.open_connections(0) if transport == "fast" else None
     await client.aclose()
     tally = result.tally
     ok = rec.latency(("approval", 3, "ok"))
@@ -284,6 +286,7 @@ async def run_engine(
         "p50_us": ok.percentile(50),
         "p99_us": ok.percentile(99),
         "lag_p99_us": rec.lag().percentile(99),
+        "connections": opened,
         **cpu,
     }
 
