@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import anyio
 import pytest
@@ -28,11 +29,14 @@ def planned(rate_per_s: float, duration_s: float, priority: int = 3) -> Iterator
 
 
 async def run(
-    client_kw: dict[str, object], cfg: EngineConfig, reqs: Iterator[Planned]
+    client_kw: dict[str, object],
+    cfg: EngineConfig,
+    reqs: Iterator[Planned],
+    client_class: type[ScriptedClient] = ScriptedClient,
 ) -> RunResult:
     clock = ManualClock()
     with clock.installed():
-        client = ScriptedClient(clock, **client_kw)  # type: ignore[arg-type]
+        client = client_class(clock, **client_kw)  # type: ignore[arg-type]
         engine = Engine(client, clock, Recorder(S), cfg)
         with anyio.fail_after(3600):  # virtual seconds
             return await engine.run(reqs)
@@ -312,6 +316,7 @@ async def test_an_answer_delivered_inside_a_send_keeps_the_in_flight_bound() -> 
     assert r.tally.ok + r.tally.refused + r.tally.error == r.tally.sent - r.tally.in_flight
 
 
+@dataclass
 class TimesOutItself(ScriptedClient):
     """Answers TIMEOUT by itself after ``own_timeout_s``, and says so."""
 
@@ -333,26 +338,23 @@ class TimesOutItself(ScriptedClient):
         return Answer(Outcome.TIMEOUT, 0, "own timeout")
 
 
-async def general_path_run(client_timeout_s: float, run_timeout_s: float) -> RunResult:
-    clock = ManualClock()
-    cfg = EngineConfig(
-        duration_ns=1 * S, timeout_s=run_timeout_s, drain_s=1.0, health_probe_interval_s=None
-    )
-    with clock.installed():
-        client = TimesOutItself(clock, service_time_s=10.0)
-        client.own_timeout_s = client_timeout_s
-        engine = Engine(client, clock, Recorder(S), cfg)
-        with anyio.fail_after(3600):
-            return await engine.run(planned(10, 1))
-
-
-async def test_a_client_that_times_out_by_itself_is_not_timed_out_twice() -> None:
-    # Its timeout (0.3 s) is within the run's (0.5 s): its own answers are the ones counted.
-    r = await general_path_run(client_timeout_s=0.3, run_timeout_s=0.5)
+@pytest.mark.parametrize(
+    ("client_timeout_s", "reason", "timeout_ms"),
+    [
+        (0.3, "own timeout", 300),  # within the run's 0.5 s: the client's own answers count
+        (2.0, "timeout", 500),  # longer than the run's: the Engine cuts the calls itself
+    ],
+)
+async def test_a_client_timeout_counts_when_it_is_within_the_run_timeout(
+    client_timeout_s: float, reason: str, timeout_ms: int
+) -> None:
+    cfg = EngineConfig(duration_ns=1 * S, timeout_s=0.5, drain_s=1.0, health_probe_interval_s=None)
+    client_kw: dict[str, object] = {"service_time_s": 10.0, "own_timeout_s": client_timeout_s}
+    r = await run(client_kw, cfg, planned(10, 1), TimesOutItself)
     identity(r)
     assert (r.tally.sent, r.tally.timeout, r.tally.in_flight) == (10, 10, 0)
-    assert r.errors == Counter({"timeout: own timeout": 10})
-    assert r.recorder.latency(("approval", 3, "timeout")).min_us == 300 * MS_US
+    assert r.errors == Counter({f"timeout: {reason}": 10})
+    assert r.recorder.latency(("approval", 3, "timeout")).min_us == timeout_ms * MS_US
 
 
 async def test_a_client_that_says_it_times_out_by_itself_is_trusted() -> None:
@@ -361,22 +363,10 @@ async def test_a_client_that_says_it_times_out_by_itself_is_trusted() -> None:
     class SaysButDoesNot(ScriptedClient):
         enforces_timeout_s = 0.5
 
-    clock = ManualClock()
     cfg = EngineConfig(duration_ns=1 * S, timeout_s=0.5, drain_s=0.1, health_probe_interval_s=None)
-    with clock.installed():
-        client = SaysButDoesNot(clock, service_time_s=10.0)
-        with anyio.fail_after(3600):
-            r = await Engine(client, clock, Recorder(S), cfg).run(planned(10, 1))
+    r = await run({"service_time_s": 10.0}, cfg, planned(10, 1), SaysButDoesNot)
     identity(r)
     assert (r.tally.sent, r.tally.timeout, r.tally.in_flight) == (10, 0, 10)
-
-
-async def test_a_client_timeout_longer_than_the_run_timeout_is_cut_by_the_engine() -> None:
-    r = await general_path_run(client_timeout_s=2.0, run_timeout_s=0.5)
-    identity(r)
-    assert (r.tally.sent, r.tally.timeout, r.tally.in_flight) == (10, 10, 0)
-    assert r.errors == Counter({"timeout: timeout": 10})
-    assert r.recorder.latency(("approval", 3, "timeout")).min_us == 500 * MS_US
 
 
 async def test_an_error_inside_a_request_ends_the_run_and_is_raised() -> None:
