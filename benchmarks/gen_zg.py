@@ -10,7 +10,8 @@ Modes:
           each timer wake-up (the task-free hot path the engine could use)
   client  an ``AIOpsClient`` (--transport fast|aiohttp), N looping tasks awaiting health();
           --transport aiohttp-bare: the same loop on a bare aiohttp session, no zg_load code
-  engine  zg_load's Engine, open loop at --rate, approvals (the fast transport's callback path)
+  engine  zg_load's Engine, open loop at --rate, approvals (the fast transport's callback path),
+          its connections opened before the clock starts, as a real run does
 
   python benchmarks/gen_zg.py raw --url http://127.0.0.1:8080 --duration 10
 """
@@ -34,7 +35,8 @@ from zg_load.engine import Engine, EngineConfig
 from zg_load.fasthttp import FastHttpClient
 from zg_load.plan import Planned
 from zg_load.recorder import Recorder
-from zg_load.transport import make_client
+from zg_load.runner import WARM_CONNECTIONS
+from zg_load.transport import make_client, warm
 
 NS_PER_S = 1_000_000_000
 WARMUP_S = 1.0
@@ -255,6 +257,7 @@ async def run_engine(
 ) -> dict[str, Any]:
     client: Any = make_client(transport, url, timeout_s=10.0, max_connections=connections)  # type: ignore[arg-type]
     await client.health()
+    await warm(client, min(connections, WARM_CONNECTIONS))  # as a real run does
     duration_ns = int(duration_s * NS_PER_S)
 
     def planned() -> Iterator[Planned]:
