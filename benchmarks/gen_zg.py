@@ -35,8 +35,7 @@ from zg_load.engine import Engine, EngineConfig
 from zg_load.fasthttp import FastHttpClient
 from zg_load.plan import Planned
 from zg_load.recorder import Recorder
-from zg_load.runner import WARM_CONNECTIONS
-from zg_load.transport import make_client, warm
+from zg_load.transport import WARM_CONNECTIONS, make_client, warm
 
 NS_PER_S = 1_000_000_000
 WARMUP_S = 1.0

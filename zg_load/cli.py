@@ -24,10 +24,6 @@ from zg_load.scenario import Scenario, ScenarioError, parse_scenario
 from zg_load.schedule import ClosedLoop, expected_count
 from zg_load.transport import DEFAULT_TRANSPORT, TRANSPORTS, TransportKind
 
-NS_PER_S = 1_000_000_000
-WARM_CONNECTIONS = 256
-PREFLIGHT_TIMEOUT_S = 5.0
-
 
 def fail(message: str, code: int = 2) -> NoReturn:
     click.echo(f"zg-load: {message}", err=True)

@@ -41,12 +41,17 @@ from zg_load.recorder import IntervalStats, Recorder
 from zg_load.result import RunResult
 from zg_load.scenario import Phase, Scenario, TargetSetup
 from zg_load.summary import build_summary, with_checks
-from zg_load.transport import DEFAULT_TRANSPORT, TransportKind, make_client, warm
+from zg_load.transport import (
+    DEFAULT_TRANSPORT,
+    WARM_CONNECTIONS,
+    TransportKind,
+    make_client,
+    warm,
+)
 from zg_load.validation import Observations, attach
 from zg_load.validation_observe import model_usage
 
 NS_PER_S = 1_000_000_000
-WARM_CONNECTIONS = 256
 PREFLIGHT_TIMEOUT_S = 5.0
 
 

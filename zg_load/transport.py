@@ -43,6 +43,10 @@ def make_client(
     raise ValueError(f"unknown transport {kind!r}; expected one of {', '.join(TRANSPORTS)}")
 
 
+# Connections a run opens before its clock starts (at most its in-flight bound).
+WARM_CONNECTIONS = 256
+
+
 async def warm(client: TargetClient, connections: int) -> None:
     """Open the connection pool before the clock starts, as wrk does, so a storm's first
     second measures the service, not our TCP handshakes. The fast transport opens the

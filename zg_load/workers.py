@@ -46,7 +46,13 @@ from zg_load.recorder import IntervalStats, Recorder
 from zg_load.result import RunResult
 from zg_load.scenario import Scenario
 from zg_load.schedule import ClosedLoop
-from zg_load.transport import DEFAULT_TRANSPORT, TransportKind, make_client, warm
+from zg_load.transport import (
+    DEFAULT_TRANSPORT,
+    WARM_CONNECTIONS,
+    TransportKind,
+    make_client,
+    warm,
+)
 
 NS_PER_S = 1_000_000_000
 POLL_S = 0.02
@@ -59,7 +65,7 @@ class WorkerSettings:
     """How workers run; the ``fail_*`` fields exist for tests of a worker that dies."""
 
     transport: TransportKind = DEFAULT_TRANSPORT
-    warm_connections: int = 256  # opened before the shared start, as a single run does
+    warm_connections: int = WARM_CONNECTIONS  # opened before the shared start, as a run does
     fail_at_s: float | None = None  # fail this long after the start ...
     fail_worker: int = 0  # ... in this worker ...
     fail_hard: bool = False  # ... by exiting the process at once instead of raising
