@@ -8,6 +8,7 @@ network's failures.
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -242,6 +243,25 @@ async def test_an_answer_that_stalls_mid_body_is_a_timeout_after_timeout_s(
             elapsed_s = time.perf_counter() - started
     assert (answer.outcome, answer.status) == (Outcome.TIMEOUT, 0)
     assert 0.29 <= elapsed_s < 0.6
+
+
+@pytest.mark.slow
+async def test_a_timeout_of_5_s_or_more_is_not_rounded_up(kind: TransportKind) -> None:
+    # aiohttp rounds such timeouts up to the loop's next whole second unless told not to;
+    # started just past a whole second, a rounded 5 s timeout would fire after ~5.98 s.
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await reader.read()
+
+    with anyio.fail_after(20):
+        async with raw_server(silent) as url, client(kind, url, timeout_s=5.0) as c:
+            loop_s = asyncio.get_running_loop().time()
+            await anyio.sleep(math.ceil(loop_s) - loop_s + 0.02)
+            started = time.perf_counter()
+            answer = await c.request_approval("t", 1.0, 3)
+            elapsed_s = time.perf_counter() - started
+    assert answer.outcome is Outcome.TIMEOUT
+    assert 4.99 <= elapsed_s < 5.4  # the fast transport's sweep adds at most 50 ms
 
 
 async def test_close_mid_answer_is_transport(kind: TransportKind) -> None:

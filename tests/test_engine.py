@@ -389,3 +389,20 @@ async def test_an_error_inside_a_request_ends_the_run_and_is_raised() -> None:
         await anyio.sleep(0.1)
         assert engine._tasks == set()
     assert len(seen) == 3
+
+
+async def test_a_run_cancelled_from_outside_leaves_no_request_running() -> None:
+    # The requests in flight are cancelled and have let go before run() returns; none is
+    # counted as answered afterwards.
+    clock = ManualClock()
+    cfg = EngineConfig(duration_ns=10 * S, timeout_s=5.0, health_probe_interval_s=None)
+    with clock.installed():
+        engine = Engine(ScriptedClient(clock, service_time_s=0.3), clock, Recorder(S), cfg)
+        with anyio.fail_after(3600), anyio.move_on_after(2.0001):
+            await engine.run(planned(100, 10))
+        tally = engine._st.tally
+        assert engine._tasks == set()
+        answered = tally.sent - tally.in_flight
+        await anyio.sleep(1.0)
+    assert (tally.sent, tally.sent - tally.in_flight) == (201, answered)
+    assert answered == 171  # sent at 0 .. 1.7 s, answered 0.3 s later

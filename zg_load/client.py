@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -256,7 +257,9 @@ class HttpClient(AIOpsCalls):
         admin_token: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        # aiohttp rounds a timeout of 5 s or more up to the loop's next whole second
+        # (ceil_threshold); a measured timeout must fire at timeout_s, so it never rounds.
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, ceil_threshold=math.inf)
         # The total timeout (connection wait, send and read included) answers TIMEOUT, so
         # the Engine needs no cancel scope of its own around a call.
         self.enforces_timeout_s = timeout_s

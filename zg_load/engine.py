@@ -259,8 +259,9 @@ class Engine:
                 await self._cancel_tasks()
                 tg.cancel_scope.cancel()
         finally:
-            for task in self._tasks:  # left by an error or a cancellation from outside
-                task.cancel()
+            if self._tasks:  # left by an error or a cancellation from outside
+                with anyio.CancelScope(shield=True):  # (a task group, too, waits for them)
+                    await self._cancel_tasks()
         if self._task_error is not None:
             raise self._task_error
         return self._result()
