@@ -6,10 +6,13 @@ keeps kilobytes per interval, not histograms.
 
 Priority adherence: per interval, for each operation and each pair of adjacent
 priorities that both had traffic, two comparisons: the higher priority is refused no
-more often than the lower, and (when both had admitted requests) its p99 latency is
-not above the lower one's p99 × (1 + tolerance) + tolerance_ms. Each comparison
-weighs as many requests as the two priorities had in that interval; adherence is
-the weighted share of comparisons that hold (None when there were none).
+more often than the lower, and (when both had at least ``min_admitted`` admitted
+requests) its p99 latency is not above the lower one's p99 × (1 + tolerance) +
+tolerance_ms. Each comparison weighs as many requests as the two priorities had in
+that interval; adherence is the weighted share of comparisons that hold (None when
+there were none). The p99 of a handful of requests is their maximum, not a
+percentile: one request admitted before a storm's queue built up would otherwise
+outweigh the thousands that queued behind it.
 
 Recovery time: the baseline is the median per-interval p99 of admitted requests and
 the refusal rate over the baseline phase. After the storm phase ends, the service
@@ -30,6 +33,7 @@ from zg_load.hdr import Histogram
 from zg_load.recorder import IntervalStats, Key
 
 NS_PER_S = 1_000_000_000
+MIN_ADMITTED = 10  # admitted requests each side needs in an interval for a p99 comparison
 
 
 @dataclass(frozen=True)
@@ -86,27 +90,32 @@ class Adherence:
 
 
 def _pair_comparisons(
-    v: IntervalView, op: str, lo: int, hi: int, tol_rel: float, tol_us: float
+    v: IntervalView, op: str, lo: int, hi: int, tol_rel: float, tol_us: float, min_admitted: int
 ) -> list[tuple[int, bool]]:
     n_lo, n_hi = v.total(op, lo), v.total(op, hi)
     weight = n_lo + n_hi
     out = [(weight, v.refused(op, hi) * n_lo <= v.refused(op, lo) * n_hi)]
     p_lo, p_hi = v.p99_ok_us.get((op, lo)), v.p99_ok_us.get((op, hi))
-    if p_lo is not None and p_hi is not None:
+    admitted = min(v.counts.get((op, lo, "ok"), 0), v.counts.get((op, hi, "ok"), 0))
+    if p_lo is not None and p_hi is not None and admitted >= min_admitted:
         out.append((weight, p_hi <= p_lo * (1.0 + tol_rel) + tol_us))
     return out
 
 
 def priority_adherence(
-    views: Sequence[IntervalView], tolerance: float = 0.10, tolerance_ms: float = 1.0
+    views: Sequence[IntervalView],
+    tolerance: float = 0.10,
+    tolerance_ms: float = 1.0,
+    min_admitted: int = MIN_ADMITTED,
 ) -> Adherence:
     """Request-weighted share of adjacent-priority comparisons that hold (module doc)."""
     results: list[tuple[int, bool]] = []
+    tol_us = tolerance_ms * 1000.0
     for v in views:
         for op in sorted({o for (o, _, _) in v.counts}):
             prios = sorted({p for (o, p, _), n in v.counts.items() if o == op and n > 0})
             for lo, hi in zip(prios, prios[1:], strict=False):
-                results += _pair_comparisons(v, op, lo, hi, tolerance, tolerance_ms * 1000.0)
+                results += _pair_comparisons(v, op, lo, hi, tolerance, tol_us, min_admitted)
     weight = sum(w for w, _ in results)
     weight_held = sum(w for w, ok in results if ok)
     return Adherence(
