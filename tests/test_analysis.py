@@ -35,13 +35,18 @@ def iv(
         # one priority only: nothing to compare
         ([iv(0, {(3, "ok"): 10}, {3: 5.0})], None, 0, 0),
         # two priorities, both admitted, higher is faster: 2 comparisons, both hold
-        ([iv(0, {(1, "ok"): 10, (5, "ok"): 10}, {1: 9.0, 5: 4.0})], 1.0, 2, 2),
-        # higher priority refused more often: refusal comparison fails (weight 40 of 80)
-        ([iv(0, {(1, "ok"): 20, (5, "ok"): 10, (5, "refused"): 10}, {1: 4.0, 5: 4.0})], 0.5, 2, 1),
+        ([iv(0, {(1, "ok"): 100, (5, "ok"): 100}, {1: 9.0, 5: 4.0})], 1.0, 2, 2),
+        # higher priority refused more often: refusal comparison fails (weight 400 of 800)
+        (
+            [iv(0, {(1, "ok"): 200, (5, "ok"): 100, (5, "refused"): 100}, {1: 4.0, 5: 4.0})],
+            0.5,
+            2,
+            1,
+        ),
         # higher slower beyond tolerance (10 % + 1 ms): 9 ms vs 12 ms fails
-        ([iv(0, {(4, "ok"): 10, (5, "ok"): 10}, {4: 9.0, 5: 12.0})], 0.5, 2, 1),
+        ([iv(0, {(4, "ok"): 100, (5, "ok"): 100}, {4: 9.0, 5: 12.0})], 0.5, 2, 1),
         # higher slower but within tolerance: 9 * 1.1 + 1 = 10.9 >= 10.5
-        ([iv(0, {(4, "ok"): 10, (5, "ok"): 10}, {4: 9.0, 5: 10.5})], 1.0, 2, 2),
+        ([iv(0, {(4, "ok"): 100, (5, "ok"): 100}, {4: 9.0, 5: 10.5})], 1.0, 2, 2),
         # lower priority all refused (no latency to compare): only the refusal comparison
         ([iv(0, {(1, "refused"): 30, (2, "ok"): 10}, {2: 4.0})], 1.0, 1, 1),
         # one lower-priority request admitted before the queue built up (storm start): its
@@ -58,15 +63,19 @@ def iv(
             1,
             1,
         ),
-        # ten admitted on each side are enough for the p99 comparison (here it fails)
-        ([iv(0, {(4, "ok"): 10, (5, "ok"): 700}, {4: 8.0, 5: 140.0})], 0.5, 2, 1),
-        # weighting: interval 0 holds with 100 requests, interval 1 fails with 20
+        # a calm interval, 99 admitted on one side: its p99 is its maximum, one slow answer
+        # (13.6 ms against 8.6 ms), so only the refusal comparison is made
+        ([iv(0, {(3, "ok"): 99, (4, "ok"): 99}, {3: 8.6, 4: 13.6})], 1.0, 1, 1),
+        ([iv(0, {(4, "ok"): 99, (5, "ok"): 700}, {4: 8.0, 5: 140.0})], 1.0, 1, 1),
+        # 100 admitted on each side are enough for the p99 comparison (here it fails)
+        ([iv(0, {(4, "ok"): 100, (5, "ok"): 700}, {4: 8.0, 5: 140.0})], 0.5, 2, 1),
+        # weighting: interval 0 holds with 200 requests, interval 1 fails with 20
         (
             [
-                iv(0, {(1, "ok"): 50, (2, "ok"): 50}, {1: 5.0, 2: 5.0}),
+                iv(0, {(1, "ok"): 100, (2, "ok"): 100}, {1: 5.0, 2: 5.0}),
                 iv(1, {(1, "ok"): 10, (2, "refused"): 10}, {1: 5.0}),
             ],
-            (200 + 0) / (200 + 20),
+            (400 + 0) / (400 + 20),
             3,
             2,
         ),
@@ -82,9 +91,9 @@ def test_priority_adherence(
 
 def test_adjacent_pairs_skip_priorities_without_traffic() -> None:
     # priorities 1, 3, 5 have traffic: pairs (1,3) and (3,5), not (1,5)
-    v = iv(0, {(1, "ok"): 10, (3, "ok"): 10, (5, "ok"): 10}, {1: 3.0, 3: 2.0, 5: 1.0})
+    v = iv(0, {(1, "ok"): 100, (3, "ok"): 100, (5, "ok"): 100}, {1: 3.0, 3: 2.0, 5: 1.0})
     a = priority_adherence([v])
-    assert (a.comparisons, a.held, a.weight) == (4, 4, 80)
+    assert (a.comparisons, a.held, a.weight) == (4, 4, 800)
 
 
 def storm_views(after: list[tuple[float, int, int]]) -> list[IntervalView]:

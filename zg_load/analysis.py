@@ -10,9 +10,11 @@ more often than the lower, and (when both had at least ``min_admitted`` admitted
 requests) its p99 latency is not above the lower one's p99 × (1 + tolerance) +
 tolerance_ms. Each comparison weighs as many requests as the two priorities had in
 that interval; adherence is the weighted share of comparisons that hold (None when
-there were none). The p99 of a handful of requests is their maximum, not a
-percentile: one request admitted before a storm's queue built up would otherwise
-outweigh the thousands that queued behind it.
+there were none). The nearest-rank p99 of fewer than 100 requests is their maximum,
+not a percentile: comparing two maxima compares two single outliers (one request
+admitted before a storm's queue built up, or one slow answer in a calm interval of
+30 requests), which would otherwise count as an inversion weighing every request of
+both priorities.
 
 Recovery time: the baseline is the median per-interval p99 of admitted requests and
 the refusal rate over the baseline phase. After the storm phase ends, the service
@@ -33,7 +35,7 @@ from zg_load.hdr import Histogram
 from zg_load.recorder import IntervalStats, Key
 
 NS_PER_S = 1_000_000_000
-MIN_ADMITTED = 10  # admitted requests each side needs in an interval for a p99 comparison
+MIN_ADMITTED = 100  # admitted requests each side needs in an interval for a p99 comparison
 
 
 @dataclass(frozen=True)
