@@ -25,25 +25,25 @@ from zg_load.recorder import Recorder
 NS_PER_S = 1_000_000_000
 
 
-def record_ns(rec: Recorder, keys: list[int], values: list[tuple[int, int, int]]) -> float:
+def record_ns(rec: Recorder, keys: list[int], values: list[tuple[int, int, int, int]]) -> float:
     """ns per ``record_row`` + ``record_lag_row`` pair (what one request costs on the hot path)."""
     record, record_lag = rec.record_row, rec.record_lag_row
     started = time.perf_counter_ns()
-    for (done_ns, latency_us, service_us), key in zip(values, keys, strict=True):
+    for (done_ns, latency_us, service_us, intended_ns), key in zip(values, keys, strict=True):
         record_lag((done_ns, 3))
-        record((key, done_ns, latency_us, service_us))
+        record((key, done_ns, latency_us, service_us, intended_ns))
     return (time.perf_counter_ns() - started) / len(values)
 
 
 def record_sliced(
-    rec: Recorder, keys: list[int], values: list[tuple[int, int, int]], slice_rows: int
+    rec: Recorder, keys: list[int], values: list[tuple[int, int, int, int]], slice_rows: int
 ) -> list[int]:
     """Record as ``record_ns`` does, calling ``fold_pending`` whenever ``slice_rows`` rows are
     pending; the ns each of those folds took."""
     record, record_lag, folds = rec.record_row, rec.record_lag_row, []
-    for (done_ns, latency_us, service_us), key in zip(values, keys, strict=True):
+    for (done_ns, latency_us, service_us, intended_ns), key in zip(values, keys, strict=True):
         record_lag((done_ns, 3))
-        record((key, done_ns, latency_us, service_us))
+        record((key, done_ns, latency_us, service_us, intended_ns))
         if rec.pending_rows >= slice_rows:
             started = time.perf_counter_ns()
             rec.fold_pending()
@@ -78,24 +78,23 @@ def main() -> None:
     slice_total: list[float] = []  # ns per request: the slices and the close
     for interval in range(args.intervals):
         base = interval * NS_PER_S
-        values = [
-            (
-                base + i * (NS_PER_S // n),
-                int(rng.lognormvariate(6, 1)),
-                int(rng.lognormvariate(5.5, 1)),
-            )
-            for i in range(n)
-        ]
+        values = []
+        for i in range(n):
+            done_ns, latency_us = base + i * (NS_PER_S // n), int(rng.lognormvariate(6, 1))
+            intended_ns = max(0, done_ns - latency_us * 1000)
+            values.append((done_ns, latency_us, int(rng.lognormvariate(5.5, 1)), intended_ns))
         keys = [key_ids[rng.randrange(len(key_ids))] for _ in range(n)]
         hot.append(record_ns(rec, keys, values))
         started = time.perf_counter_ns()
         rec.close_until(base + NS_PER_S)
+        rec.seal_cohorts({}, interval)  # as the Engine does at a close (these are complete)
         elapsed = time.perf_counter_ns() - started
         fold.append(elapsed / n)
         stalls.append(elapsed / 1e6)
         folds = record_sliced(sliced, keys, values, args.slice_rows)
         started = time.perf_counter_ns()
         sliced.close_until(base + NS_PER_S)
+        sliced.seal_cohorts({}, interval)
         elapsed = time.perf_counter_ns() - started
         slice_folds.append([ns / 1e6 for ns in folds])
         slice_closes.append(elapsed / 1e6)

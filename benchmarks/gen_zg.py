@@ -80,9 +80,13 @@ def summary(rec: Recorder, end_ns: int, **figures: Any) -> dict[str, Any]:
 
 
 async def fold_every_second(rec: Recorder, t0: int, stop: asyncio.Event) -> None:
+    """Close each second, and seal the cohorts no answer can still join (older than the
+    10 s timeout), as a run does."""
     while not stop.is_set():
         await asyncio.sleep(1.0)
-        rec.close_until(time.perf_counter_ns() - t0)
+        now_ns = time.perf_counter_ns() - t0
+        rec.close_until(now_ns)
+        rec.seal_cohorts({}, now_ns // NS_PER_S - 11)
 
 
 async def run_raw(url: str, connections: int, duration_s: float) -> dict[str, Any]:
@@ -104,7 +108,8 @@ async def run_raw(url: str, connections: int, duration_s: float) -> dict[str, An
             nonlocal sent
             now = perf()
             latency_us = (now - sent) // 1000
-            record((ok_key if status == 200 else err_key, now - t0, latency_us, latency_us))
+            key = ok_key if status == 200 else err_key
+            record((key, now - t0, latency_us, latency_us, sent - t0))
             count.done += 1
             if running[0]:
                 sent = now
@@ -148,7 +153,7 @@ async def run_open(url: str, connections: int, duration_s: float, rate: float) -
         def done(status: int, body: bytes) -> None:
             now = perf() - t0
             key = ok_key if status == 200 else err_key
-            record((key, now, (now - intended_ns) // 1000, (now - sent_ns) // 1000))
+            record((key, now, (now - intended_ns) // 1000, (now - sent_ns) // 1000, intended_ns))
             count.done += 1
             if count.done == total and not finished.done():
                 finished.set_result(None)
@@ -231,7 +236,8 @@ async def run_client(
             answer = await client.health()
             now = perf()
             latency_us = (now - sent) // 1000
-            rec.record_row((ok_key if answer.ok else err_key, now - t0, latency_us, latency_us))
+            key = ok_key if answer.ok else err_key
+            rec.record_row((key, now - t0, latency_us, latency_us, sent - t0))
             count.done += 1
 
     stop = asyncio.Event()

@@ -406,3 +406,65 @@ async def test_a_run_cancelled_from_outside_leaves_no_request_running() -> None:
         await anyio.sleep(1.0)
     assert (tally.sent, tally.sent - tally.in_flight) == (201, answered)
     assert answered == 171  # sent at 0 .. 1.7 s, answered 0.3 s later
+
+
+async def test_cohorts_hold_requests_by_intended_start_and_seal_once_all_are_done() -> None:
+    # 1,000/s for 2 s, 1 ms service; the service stalls from 0.5 s to 1.5 s, so the 1,000
+    # requests intended in [0.5, 1.5) all complete at 1.501 s.
+    cfg = EngineConfig(duration_ns=2 * S, min_sleep_ns=0, health_probe_interval_s=None)
+    clock = ManualClock()
+    sealed_at: list[tuple[int, int]] = []
+    with clock.installed():
+        client = ScriptedClient(clock, service_time_s=0.001, stalls=[(0.5, 1.5)])
+        engine = Engine(
+            client,
+            clock,
+            Recorder(S),
+            cfg,
+            on_cohort=lambda c: sealed_at.append((c.index, clock.now_ns())),
+        )
+        with anyio.fail_after(3600):
+            r = await engine.run(planned(1000, 2))
+    identity(r)
+    # by completion: 500 in interval 0, the rest in interval 1 but the last (done at 2 s)
+    assert [sum(v.counts.values()) for v in r.intervals] == [500, 1499, 1]
+    # by intended start: 1,000 each
+    assert [(v.index, sum(v.counts.values())) for v in r.cohorts] == [(0, 1000), (1, 1000)]
+    # cohort 0: 500 at 1 ms, then latencies 1001 ms down to 502 ms (one per ms intended);
+    # its p99 is the 990th value: the 490th of the stalled ones, counted from the fastest
+    expected = [1_000] * 500 + [(1_501 - 500 - i) * MS_US for i in range(500)]
+    assert within_hdr(r.cohorts[0].p99_ok_us[("approval", 3)], sorted(expected)[989])
+    # cohort 0 is sealed at the first close after its last answer (1.501 s): at 2 s, while
+    # the run still drains; cohort 1 when the run ends
+    assert sealed_at[0] == (0, 2 * S)
+    assert [i for i, _ in sealed_at] == [0, 1]
+
+
+async def test_closed_loop_users_requests_count_in_their_cohort() -> None:
+    import random
+
+    from zg_load.plan import ClosedStream, _MixSampler
+    from zg_load.scenario import OpSpec
+    from zg_load.schedule import ClosedLoop
+
+    op = OpSpec("approval", 1.0, ((2, 1.0),), (0.01, 0.01), "t", ("a",))
+    # 2 users, each starting every 50 ms for 3 s: 20 requests per user and second
+    stream = ClosedStream(0, 0, ClosedLoop(2, 0.040, 3.0), _MixSampler((op,), random.Random(0)))
+    clock = ManualClock()
+    cfg = EngineConfig(duration_ns=3 * S, health_probe_interval_s=None)
+    sealed_at: list[tuple[int, int]] = []
+    with clock.installed():
+        engine = Engine(
+            ScriptedClient(clock, service_time_s=0.010),
+            clock,
+            Recorder(S),
+            cfg,
+            on_cohort=lambda c: sealed_at.append((c.index, clock.now_ns())),
+        )
+        with anyio.fail_after(60):
+            r = await engine.run(iter(()), [stream])
+    identity(r)
+    assert [(v.index, sum(v.counts.values())) for v in r.cohorts] == [(0, 40), (1, 40), (2, 40)]
+    assert r.intended_at == {0: 40, 1: 40, 2: 40}
+    # cohorts 0 and 1 are sealed during the run, at the close of the interval after theirs
+    assert [i for i, t in sealed_at if t < 3 * S] == [0, 1]

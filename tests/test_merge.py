@@ -16,9 +16,11 @@ from typing import Any
 import anyio
 import pytest
 
+from zg_load.cohort import CohortStats
 from zg_load.engine import Engine
 from zg_load.hdr import Histogram
 from zg_load.merge import (
+    CohortWire,
     IntervalWire,
     Totals,
     WorkerReport,
@@ -27,6 +29,7 @@ from zg_load.merge import (
     merge_reports,
     salvage_report,
     to_wire,
+    wire_cohort,
     wire_interval,
 )
 from zg_load.plan import plan
@@ -220,12 +223,15 @@ def test_totals_protocol_is_what_a_recorder_offers() -> None:
 # -- the same schedule: one process, or shares merged --------------------------------------
 
 
-async def run_share(sc: Scenario, index: int, workers: int) -> tuple[RunResult, list[IntervalWire]]:
+async def run_share(
+    sc: Scenario, index: int, workers: int
+) -> tuple[RunResult, list[IntervalWire], list[CohortWire]]:
     clock = ManualClock()
     # Every send exactly on schedule (no 1 ms wake batching), so a share's sends and the
     # whole run's sends happen at the same virtual times and the merge can be compared exactly.
     config = replace(engine_config(sc, index, workers), min_sleep_ns=0)
     wires: list[IntervalWire] = []
+    cohorts: list[CohortWire] = []
 
     def refuse(priority: int, _now_s: float) -> str | None:
         return "overloaded" if priority == 1 else None
@@ -236,10 +242,13 @@ async def run_share(sc: Scenario, index: int, workers: int) -> tuple[RunResult, 
         def keep(stats: IntervalStats) -> None:
             wires.append(wire_interval(stats, engine.in_flight))
 
-        engine = Engine(client, clock, Recorder(config.interval_ns), config, keep)
+        def seal(cohort: CohortStats) -> None:
+            cohorts.append(wire_cohort(cohort))
+
+        engine = Engine(client, clock, Recorder(config.interval_ns), config, keep, on_cohort=seal)
         with anyio.fail_after(3600):  # virtual seconds
             result = await engine.run(plan(sc, index, workers), start_at_ns=0)
-    return result, wires
+    return result, wires, cohorts
 
 
 def summary_of(result: RunResult, sc: Scenario) -> dict[str, Any]:
@@ -258,11 +267,11 @@ def summary_of(result: RunResult, sc: Scenario) -> dict[str, Any]:
 @pytest.mark.parametrize("workers", [2, 3])
 async def test_merged_shares_give_the_same_run_as_one_process(workers: int) -> None:
     sc = parse_scenario(SCENARIO)
-    single, single_intervals = await run_share(sc, 0, 1)
+    single, single_intervals, _ = await run_share(sc, 0, 1)
     reports = []
     for i in range(workers):
-        result, wires = await run_share(sc, i, workers)
-        reports.append(build_report(i, result, wires, result.start_epoch_s))
+        result, wires, cohorts = await run_share(sc, i, workers)
+        reports.append(build_report(i, result, wires, result.start_epoch_s, cohorts))
     merged = merge_reports(pickle.loads(pickle.dumps(reports)), workers, sc)  # as sent
 
     assert single.tally == merged.tally
@@ -280,6 +289,17 @@ async def test_merged_shares_give_the_same_run_as_one_process(workers: int) -> N
     merged.intervals[-1] = replace(last, end_ns=single.intervals[-1].end_ns)
     merged.end_ns = single.end_ns
     assert merged.intervals == single.intervals
+    # cohorts: the requests intended in each 500 ms, whenever they completed (the stall
+    # from 1.2 s to 1.9 s pushes cohort 2's into later intervals)
+    assert merged.cohorts == single.cohorts
+    assert [v.index for v in single.cohorts] == list(range(8))
+    assert sum(sum(v.counts.values()) for v in single.cohorts) == single.tally.completed
+    assert {i: sum(v.counts.values()) for i, v in enumerate(single.cohorts)} == {
+        i: n for i, n in single.intended_at.items()
+    }
+    assert [sum(v.counts.values()) for v in single.intervals] != [
+        sum(v.counts.values()) for v in single.cohorts
+    ]
     for mine, theirs in zip(merged.phase_latency, single.phase_latency, strict=True):
         assert mine.keys() == theirs.keys()
         for key in mine:

@@ -538,15 +538,21 @@ def test_record_row_is_record_with_one_tuple() -> None:
     for key_id, done_ns, latency_us, service_us in rows:
         by_call.record(key_id, done_ns, latency_us, service_us)
         by_call.record_lag(done_ns, latency_us // 10)
-        by_row.record_row((key_id, done_ns, latency_us, service_us))
+        intended_ns = max(0, done_ns - latency_us * 1000)  # record's default
+        by_row.record_row((key_id, done_ns, latency_us, service_us, intended_ns))
         by_row.record_lag_row((done_ns, latency_us // 10))
     by_row.fold_pending()  # the buffers are cleared in place: the bound appends keep working
-    by_row.record_row((1, 2 * SECOND_NS + 1, 999, 998))
+    by_row.record_row((1, 2 * SECOND_NS + 1, 999, 998, 2 * SECOND_NS + 1 - 999_000))
     by_call.record(1, 2 * SECOND_NS + 1, 999, 998)
     a, b = by_call.close_all(3 * SECOND_NS), by_row.close_all(3 * SECOND_NS)
     assert [(s.index, s.counts, s.lag.encode()) for s in a] == [
         (s.index, s.counts, s.lag.encode()) for s in b
     ]
+    ca, cb = by_call.seal_all_cohorts(), by_row.seal_all_cohorts()
+    assert [(c.index, c.counts, {k: h.encode() for k, h in c.ok.items()}) for c in ca] == [
+        (c.index, c.counts, {k: h.encode() for k, h in c.ok.items()}) for c in cb
+    ]
+    assert sum(c.completed for c in ca) == 301
     for key in by_call.keys():
         assert by_call.latency(key).encode() == by_row.latency(key).encode()
         assert by_call.service(key).encode() == by_row.service(key).encode()
@@ -555,9 +561,9 @@ def test_record_row_is_record_with_one_tuple() -> None:
 def test_a_row_of_the_wrong_width_fails_the_fold_and_loses_nothing() -> None:
     rec = Recorder(SECOND_NS)
     rec.key("approval", 1, "ok")
-    rec.record_row((0, 10, 5, 4))
+    rec.record_row((0, 10, 5, 4, 0))
     rec.record_row((0, 20, 5))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="wrong width"):
         rec.fold_pending()
-    assert rec.pending_rows == 1  # 7 values buffered, nothing folded
+    assert rec.pending_rows == 1  # 8 values buffered, nothing folded
     assert rec.counts() == {("approval", 1, "ok"): 0}

@@ -1,16 +1,17 @@
 """Analysis of a run's intervals: priority adherence and recovery time.
 
 Pure: interval views in, figures out. An ``IntervalView`` is the compact digest of
-one closed interval (counts per key and p99 of admitted requests), so a long run
-keeps kilobytes per interval, not histograms.
+one closed interval or one cohort (counts per key and p99 of admitted requests), so a
+long run keeps kilobytes per interval, not histograms.
 
-Priority adherence: per interval, for each operation and each pair of adjacent
-priorities that both had traffic, two comparisons: the higher priority is refused no
-more often than the lower, and (when both had at least ``min_admitted`` admitted
-requests) its p99 latency is not above the lower one's p99 × (1 + tolerance) +
-tolerance_ms. Each comparison weighs as many requests as the two priorities had in
-that interval; adherence is the weighted share of comparisons that hold (None when
-there were none). The nearest-rank p99 of fewer than 100 requests is their maximum,
+Priority adherence is computed on cohorts: the requests whose intended start fell in the
+same interval, which competed for the service at the same time (``zg_load.cohort``). Per
+cohort, for each operation and each pair of adjacent priorities that both had traffic,
+two comparisons: the higher priority is refused no more often than the lower, and (when
+both had at least ``min_admitted`` admitted requests) its p99 latency is not above the
+lower one's p99 × (1 + tolerance) + tolerance_ms. Each comparison weighs as many requests
+as the two priorities had in that cohort; adherence is the weighted share of comparisons
+that hold (None when there were none). The nearest-rank p99 of fewer than 100 requests is their maximum,
 not a percentile: comparing two maxima compares two single outliers (one request
 admitted before a storm's queue built up, or one slow answer in a calm interval of
 30 requests), which would otherwise count as an inversion weighing every request of
@@ -31,6 +32,7 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from zg_load.cohort import CohortStats
 from zg_load.hdr import Histogram
 from zg_load.recorder import IntervalStats, Key
 
@@ -79,6 +81,24 @@ def view_interval(stats: IntervalStats) -> IntervalView:
         p99_ok_us=p99,
         p99_ok_all_us=merged.percentile(99.0),
         lag_p99_us=stats.lag.percentile(99.0),
+    )
+
+
+def view_cohort(cohort: CohortStats) -> IntervalView:
+    """Digest a sealed cohort (requests intended in one interval) as an interval view."""
+    p99: dict[tuple[str, int], int | None] = {}
+    merged = Histogram()
+    for op_priority, hist in cohort.ok.items():
+        p99[op_priority] = hist.percentile(99.0)
+        merged.merge(hist)
+    return IntervalView(
+        index=cohort.index,
+        start_ns=cohort.start_ns,
+        end_ns=cohort.end_ns,
+        counts=dict(cohort.counts),
+        p99_ok_us=p99,
+        p99_ok_all_us=merged.percentile(99.0),
+        lag_p99_us=None,
     )
 
 

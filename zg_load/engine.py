@@ -26,9 +26,10 @@ import anyio
 import anyio.abc
 import orjson
 
-from zg_load.analysis import IntervalView, PhaseAccumulator, view_interval
+from zg_load.analysis import IntervalView, PhaseAccumulator, view_cohort, view_interval
 from zg_load.client import AIOpsClient, Answer
 from zg_load.clock import Clock
+from zg_load.cohort import CohortStats
 from zg_load.fasthttp import FastHttpClient, answer_for
 from zg_load.outcome import Outcome
 from zg_load.plan import ClosedStream, Planned
@@ -146,9 +147,11 @@ class Engine:
         on_interval: Callable[[IntervalStats], None] | None = None,
         observer: Callable[[Planned, Answer, int], None] | None = None,
         on_phase: Callable[[int], Awaitable[None]] | None = None,
+        on_cohort: Callable[[CohortStats], None] | None = None,
     ) -> None:
         """``observer(req, answer, done_ns)`` sees every answer (validation keeps its
-        ground truth there); ``on_phase(i)`` runs when phase ``i >= 1`` starts (setup)."""
+        ground truth there); ``on_phase(i)`` runs when phase ``i >= 1`` starts (setup);
+        ``on_cohort`` gets each cohort (requests intended in one interval) once sealed."""
         self._client = client
         self._clock = clock
         self._rec = recorder
@@ -156,9 +159,14 @@ class Engine:
         self._on_interval = on_interval
         self._observer = observer
         self._on_phase = on_phase
+        self._on_cohort = on_cohort
         self._st = _State()
         self._keys: dict[tuple[str, int, str], int] = {}
         self._intervals: list[IntervalView] = []
+        self._cohorts: list[IntervalView] = []
+        # closed-loop users' requests whose intended start is set but not reached yet: their
+        # cohort waits for them (open-loop requests are counted in _intended_at when pulled)
+        self._closed_pending: Counter[int] = Counter()
         self._by_phase = PhaseAccumulator(config.phase_ends_ns or (config.duration_ns,))
         self._intended_at: Counter[int] = Counter()  # per interval index
         self._sent_at: Counter[int] = Counter()
@@ -436,6 +444,8 @@ class Engine:
         offset_ns: int | None = 0
         while offset_ns is not None:
             intended_ns = stream.start_ns + offset_ns
+            index = intended_ns // self._cfg.interval_ns
+            self._closed_pending[index] += 1  # its cohort is not complete without it
             # uvloop may wake a sleep up to ~0.4 ms early; sending before the intended
             # start would record a negative latency (and fail the fold), so wait it out.
             while self._clock.now_ns() < self._t0 + intended_ns:
@@ -443,7 +453,7 @@ class Engine:
             if st.schedule_over or self._stop_reason != "completed":
                 return
             req = stream.draw(intended_ns)
-            index = intended_ns // self._cfg.interval_ns
+            self._closed_pending[index] -= 1
             st.tally.intended += 1
             st.tally.sent += 1
             self._phase_intended[req.phase] += 1
@@ -497,10 +507,24 @@ class Engine:
         if key is None:
             key = self._keys[k] = self._rec.key(*k)
         latency_us = (done_ns - req.intended_ns) // 1000
-        self._rec.record_row((key, done_ns, latency_us, (done_abs - sent_abs) // 1000))
+        self._rec.record_row(
+            (key, done_ns, latency_us, (done_abs - sent_abs) // 1000, req.intended_ns)
+        )
 
     def _close(self, now_ns: int) -> None:
-        self._keep(self._rec.close_until(now_ns))
+        closed = self._rec.close_until(now_ns)
+        if closed:
+            self._keep(closed)
+            # Every request intended before the end of the last closed interval has been
+            # pulled (or, for closed-loop users, is pending): those counts are final.
+            expected = self._intended_at + self._closed_pending
+            self._keep_cohorts(self._rec.seal_cohorts(expected, closed[-1].index + 1))
+
+    def _keep_cohorts(self, sealed: list[CohortStats]) -> None:
+        for cohort in sealed:
+            self._cohorts.append(view_cohort(cohort))
+            if self._on_cohort is not None:
+                self._on_cohort(cohort)
 
     def _keep(self, closed: list[IntervalStats]) -> None:
         # Full histograms go to the callback (interval log); the run keeps a digest.
@@ -551,10 +575,12 @@ class Engine:
         st = self._st
         end_ns = self._now()
         self._keep(self._rec.close_all(end_ns))
+        self._keep_cohorts(self._rec.seal_all_cohorts())
         return RunResult(
             tally=st.tally,
             recorder=self._rec,
             intervals=self._intervals,
+            cohorts=self._cohorts,
             phase_latency=self._by_phase.latency,
             intended_at=dict(self._intended_at),
             sent_at=dict(self._sent_at),

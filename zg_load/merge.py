@@ -13,7 +13,10 @@ encoding plus its exact min, max and sum (``WireHist``). Guarantees:
   ``worker N died: ...``. Its share of the plan (up to the run's end) counts as intended;
   the completions it streamed before it died count as sent and stay merged; the rest of its
   share counts as not sent, since its fate is unknown. So the accounting identity holds
-  and the report says a worker died. Its service times are lost.
+  and the report says a worker died. Its service times and its cohorts are lost (cohorts
+  come with the final report), so priority adherence covers the other workers' requests;
+- cohorts (requests by the interval of their intended start) of the same index are merged
+  the same way: counts summed, histograms merged.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from zg_load.analysis import PhaseAccumulator, view_interval
+from zg_load.analysis import PhaseAccumulator, view_cohort, view_interval
+from zg_load.cohort import CohortStats, merge_cohorts
 from zg_load.hdr import Histogram
 from zg_load.plan import plan
 from zg_load.recorder import IntervalStats, Key
@@ -82,6 +86,33 @@ def wire_interval(stats: IntervalStats, in_flight: int = 0) -> IntervalWire:
     )
 
 
+@dataclass(frozen=True)
+class CohortWire:
+    """One sealed cohort of one worker (requests intended in one interval)."""
+
+    index: int
+    start_ns: int
+    end_ns: int
+    counts: dict[Key, int]
+    ok: dict[tuple[str, int], WireHist]
+
+
+def wire_cohort(cohort: CohortStats) -> CohortWire:
+    ok = {k: w for k, h in cohort.ok.items() if (w := to_wire(h)) is not None}
+    return CohortWire(cohort.index, cohort.start_ns, cohort.end_ns, dict(cohort.counts), ok)
+
+
+def merged_cohorts(reports: Sequence[WorkerReport]) -> list[CohortStats]:
+    """Every cohort that some worker sealed, merged over the workers, in order."""
+    parts: dict[int, list[CohortStats]] = {}
+    for report in reports:
+        for wire in report.cohorts:
+            ok = {k: from_wire(w) for k, w in wire.ok.items()}
+            one = CohortStats(wire.index, wire.start_ns, wire.end_ns, dict(wire.counts), ok)
+            parts.setdefault(wire.index, []).append(one)
+    return [merge_cohorts(parts[i]) for i in sorted(parts)]
+
+
 def merge_interval(parts: Sequence[IntervalWire]) -> IntervalStats:
     """Interval ``i`` of several workers as one; it ends when the last worker's did."""
     latency: dict[Key, Histogram] = {}
@@ -120,13 +151,18 @@ class WorkerReport:
     keys: list[Key]
     service: dict[Key, WireHist]
     intervals: list[IntervalWire] = field(default_factory=list)
+    cohorts: list[CohortWire] = field(default_factory=list)  # none from a worker that died
     partial: bool = False
     stop_reason: str = "completed"
     died: str | None = None
 
 
 def build_report(
-    index: int, result: RunResult, intervals: Sequence[IntervalWire], start_epoch_s: float
+    index: int,
+    result: RunResult,
+    intervals: Sequence[IntervalWire],
+    start_epoch_s: float,
+    cohorts: Sequence[CohortWire] = (),
 ) -> WorkerReport:
     """The report of a worker whose engine returned ``result``."""
     rec = result.recorder
@@ -150,6 +186,7 @@ def build_report(
         keys=list(rec.keys()),
         service=service,
         intervals=list(intervals),
+        cohorts=list(cohorts),
         partial=result.partial,
         stop_reason=result.stop_reason,
     )
@@ -254,6 +291,7 @@ def merge_reports(
         tally=_sum_tallies(r.tally for r in full),
         recorder=_totals(full, stats),
         intervals=[view_interval(one) for one in stats],
+        cohorts=[view_cohort(one) for one in merged_cohorts(full)],
         phase_latency=by_phase.latency,
         intended_at=_sum_maps(r.intended_at for r in full),
         sent_at=_sum_maps(r.sent_at for r in full),

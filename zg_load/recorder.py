@@ -14,17 +14,20 @@ schedule lag per interval. Guarantees:
   so the interval counts of a key always sum to its total, and merging a key's interval
   histograms gives exactly its total;
 - a fold or close that meets a bad row (a negative value, an unknown key id) raises
-  ValueError and changes nothing.
+  ValueError and changes nothing;
+- every completion also goes to its cohort (``cohorts``: grouped by the interval of its
+  intended start), which the caller seals (``seal_cohorts``) when its requests are done.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from zg_load.cohort import Cohorts, CohortStats
 from zg_load.hdr import DEFAULT_HIGHEST_US, Histogram
 from zg_load.outcome import Outcome
 
@@ -89,19 +92,20 @@ class Recorder:
         self._keys: list[Key] = []
         self._ids: dict[Key, int] = {}
         # Never replaced, only cleared: the hot path may hold their ``extend``.
-        self._raw: list[int] = []  # flat: key_id, done_ns, latency_us, service_us
+        self._raw: list[int] = []  # flat: key_id, done_ns, latency_us, service_us, intended_ns
         self._raw_lag: list[int] = []  # flat: sent_ns, lag_us
         # ``record`` and ``record_lag`` taking one tuple, as the buffers' own C methods: no
         # Python frame per call. Values are checked when folded, as with ``record``; a tuple
         # of the wrong length is caught only when it leaves the buffer's length uneven
         # (the tuple's length is the caller's to get right).
-        self.record_row: Callable[[tuple[int, int, int, int]], None] = self._raw.extend
+        self.record_row: Callable[[tuple[int, int, int, int, int]], None] = self._raw.extend
         self.record_lag_row: Callable[[tuple[int, int]], None] = self._raw_lag.extend
         self._next_index = 0  # the earliest interval not yet closed
         self._folded: dict[int, _Folded] = {}  # by interval index, open intervals only
         self._latency: list[Histogram] = []
         self._service: list[Histogram] = []
         self._lag = Histogram(*self._shape)
+        self._cohorts = Cohorts(interval_ns, self._keys.__getitem__, *self._shape)
 
     def key(self, operation: str, priority: int, outcome: str) -> int:
         """The small stable id of a key, to pass to ``record`` on the hot path."""
@@ -117,9 +121,19 @@ class Recorder:
         self._service.append(Histogram(*self._shape))
         return key_id
 
-    def record(self, key_id: int, done_ns: int, latency_us: int, service_us: int) -> None:
-        """Buffer one completion (``done_ns`` from run start). Hot path: appends only."""
-        self._raw.extend((key_id, done_ns, latency_us, service_us))
+    def record(
+        self,
+        key_id: int,
+        done_ns: int,
+        latency_us: int,
+        service_us: int,
+        intended_ns: int | None = None,
+    ) -> None:
+        """Buffer one completion (``done_ns`` and ``intended_ns`` from run start; the intended
+        start defaults to ``done_ns - latency``, at least 0). Hot path: appends only."""
+        if intended_ns is None:
+            intended_ns = max(0, done_ns - latency_us * 1000)
+        self._raw.extend((key_id, done_ns, latency_us, service_us, intended_ns))
 
     def record_lag(self, sent_ns: int, lag_us: int) -> None:
         """Buffer one send's schedule lag (``sent_ns`` from run start). Hot path: appends only."""
@@ -128,7 +142,7 @@ class Recorder:
     @property
     def pending_rows(self) -> int:
         """Rows buffered and not folded yet (completions plus lag rows)."""
-        return len(self._raw) // 4 + len(self._raw_lag) // 2
+        return len(self._raw) // 5 + len(self._raw_lag) // 2
 
     def fold_pending(self) -> None:
         """Fold every buffered row now, into the histograms of its interval, which stays open.
@@ -140,10 +154,11 @@ class Recorder:
         if not self._raw and not self._raw_lag:
             return
         first = self._next_index
-        done, sent = _rows(self._raw, 4), _rows(self._raw_lag, 2)
+        done, sent = _rows(self._raw, 5), _rows(self._raw_lag, 2)
         # Check both buffers before changing anything, so a failed fold loses nothing.
-        _check(done, 4, len(self._keys))
+        _check(done, 5, len(self._keys))
         _check(sent, 2, len(self._keys))
+        self._cohorts.add(done[:, 0], done[:, 4], done[:, 2])  # checks its rows before adding
         self._raw.clear()
         self._raw_lag.clear()
         done_offsets = self._offsets(done[:, 1], first)
@@ -217,6 +232,22 @@ class Recorder:
             later = self._folded.pop(index)
             self._folded_at(last).absorb(later)
 
+    def seal_cohorts(self, expected: Mapping[int, int], before: int) -> list[CohortStats]:
+        """Fold what is pending, then seal each cohort below index ``before`` whose
+        completions reached ``expected[index]`` (see ``Cohorts.seal``)."""
+        self.fold_pending()
+        return self._cohorts.seal(expected, before)
+
+    def seal_all_cohorts(self) -> list[CohortStats]:
+        """Fold what is pending, then seal every cohort still open (the run is over)."""
+        self.fold_pending()
+        return self._cohorts.seal_all()
+
+    @property
+    def open_cohort_values(self) -> int:
+        """Latencies held for cohorts not sealed yet."""
+        return self._cohorts.open_values
+
     def latency(self, key: Key) -> Histogram:
         """Corrected latency of ``key`` over all closed intervals (a copy)."""
         key_id = self._ids.get(key)
@@ -248,8 +279,8 @@ def _rows(raw: list[int], width: int) -> _Rows:
 def _check(rows: _Rows, width: int, n_keys: int) -> None:
     """Refuse bad rows before anything is folded, so a failed fold changes nothing."""
     if (rows[:, 1 if width == 2 else 2 :] < 0).any():
-        raise ValueError("negative latency, service time or lag recorded")
-    if width == 4 and ((rows[:, 0] < 0) | (rows[:, 0] >= n_keys)).any():
+        raise ValueError("negative latency, service time, lag or intended start recorded")
+    if width == 5 and ((rows[:, 0] < 0) | (rows[:, 0] >= n_keys)).any():
         raise ValueError("record() was given a key id that key() never returned")
 
 

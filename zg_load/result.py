@@ -58,7 +58,7 @@ class Tally:
 class RunResult:
     tally: Tally
     recorder: Totals
-    intervals: list[IntervalView]
+    intervals: list[IntervalView]  # by completion time
     phase_latency: list[dict[tuple[str, int, str], Histogram]]
     intended_at: dict[int, int]  # interval index -> requests that fell due in it
     sent_at: dict[int, int]  # interval index -> requests sent in it
@@ -76,3 +76,5 @@ class RunResult:
     partial: bool
     stop_reason: str
     setup_errors: list[str] = field(default_factory=list)  # what the target refused
+    # cohorts: requests by the interval of their intended start (priority adherence)
+    cohorts: list[IntervalView] = field(default_factory=list)

@@ -282,9 +282,7 @@ def build_summary(
 ) -> dict[str, Any]:
     """Everything about the run except the checks (added by ``with_checks``)."""
     a = scenario.analysis
-    adherence = priority_adherence(
-        result.intervals, a.adherence_tolerance, a.adherence_tolerance_ms
-    )
+    adherence = priority_adherence(result.cohorts, a.adherence_tolerance, a.adherence_tolerance_ms)
     t = result.tally
     answered = t.ok + t.refused
     rec = _recovery(result, scenario)

@@ -33,12 +33,14 @@ import anyio
 from zg_load.clock import RealClock
 from zg_load.engine import Engine, engine_config
 from zg_load.merge import (
+    CohortWire,
     IntervalWire,
     WorkerReport,
     build_report,
     merge_interval,
     merge_reports,
     salvage_report,
+    wire_cohort,
     wire_interval,
 )
 from zg_load.plan import ClosedStream, closed_streams, plan
@@ -152,6 +154,7 @@ async def _work(
         max_connections=config.max_in_flight,
     )
     kept: list[IntervalWire] = []
+    cohorts: list[CohortWire] = []
     try:
         await warm(client, min(spec.settings.warm_connections, config.max_in_flight))
         start_epoch_s = spec.start_epoch_s or await _wait_for_start(gate)
@@ -162,7 +165,14 @@ async def _work(
             wire = wire_interval(stats, engine.in_flight)
             (on_interval or kept.append)(wire)
 
-        engine = Engine(client, clock, Recorder(config.interval_ns), config, keep)
+        engine = Engine(
+            client,
+            clock,
+            Recorder(config.interval_ns),
+            config,
+            keep,
+            on_cohort=lambda cohort: cohorts.append(wire_cohort(cohort)),
+        )
         async with anyio.create_task_group() as tg:
             tg.start_soon(_watch, engine, stop)
             if spec.settings.fail_at_s is not None and spec.settings.fail_worker == spec.index:
@@ -174,7 +184,7 @@ async def _work(
             tg.cancel_scope.cancel()
     finally:
         await client.aclose()
-    return build_report(spec.index, result, kept, start_epoch_s)
+    return build_report(spec.index, result, kept, start_epoch_s, cohorts)
 
 
 async def _wait_for_start(gate: StartGate | None) -> float:
