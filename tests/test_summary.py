@@ -9,6 +9,7 @@ import anyio
 import orjson
 import pytest
 
+from zg_load.checks import parse_check
 from zg_load.engine import Engine, EngineConfig
 from zg_load.plan import plan
 from zg_load.recorder import Recorder
@@ -128,3 +129,19 @@ async def test_empty_histograms_are_null_and_json_has_no_nan() -> None:
     walk(s)
     assert s["priority_adherence"] is None  # one priority only: nothing to compare
     assert "priority adherence   n/a" in render_text(s)
+
+
+async def test_a_validation_check_in_a_run_without_validation_says_why_it_fails() -> None:
+    # A run with worker processes has no validation section (the answers stay in them).
+    _, s = await summarize(max_in_flight=4096, service_time_s=0.004)
+    assert "validation" not in s
+    checks = tuple(
+        parse_check(text)
+        for text in ("storm.priority_based_shedding >= 0.98", "storm.no_such_field > 1")
+    )
+    shedding, unknown = with_checks(s, checks)
+    assert shedding.passed is False
+    assert shedding.note == (
+        "not measured: validation needs a run in one process (without --workers or --ray)"
+    )
+    assert unknown.passed is False and unknown.note.startswith("no such metric; known: ")

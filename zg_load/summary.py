@@ -9,6 +9,7 @@ the summary alone (``metrics``), so checks can be re-evaluated from artifacts.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from zg_load import __version__
@@ -20,6 +21,7 @@ from zg_load.outcome import REFUSAL_REASONS, Outcome
 from zg_load.plan import phase_starts_ns
 from zg_load.result import RunResult
 from zg_load.scenario import Scenario
+from zg_load.validation import METRICS as VALIDATION_METRICS
 from zg_load.validation import validation_metrics
 
 NS_PER_S = 1_000_000_000
@@ -356,6 +358,18 @@ def metrics(summary: Mapping[str, Any]) -> dict[str, float | None]:
     return m
 
 
+_VALIDATION_ONLY = frozenset(VALIDATION_METRICS) | {"resilience_score"}
+
+
+def _unvalidated(result: CheckResult) -> CheckResult:
+    """A user's check on a validation metric in a run without validation still fails, and
+    says why instead of "no such metric"."""
+    if result.check.metric not in _VALIDATION_ONLY or result.passed is not False:
+        return result
+    note = "not measured: validation needs a run in one process (without --workers or --ray)"
+    return replace(result, note=note)
+
+
 def metric_name(metric: str, labels: Mapping[str, str]) -> str:
     """Canonical metric name: labels sorted by name, as checks write them."""
     inner = ",".join(f"{k}={labels[k]}" for k in sorted(labels))
@@ -365,6 +379,8 @@ def metric_name(metric: str, labels: Mapping[str, str]) -> str:
 def with_checks(summary: dict[str, Any], checks: tuple[Check, ...]) -> list[CheckResult]:
     """Evaluate the checks against the summary and store them in it; returns the results."""
     results = evaluate(checks, metrics(summary))
+    if "validation" not in summary:  # worker processes keep the answers validation needs
+        results = [_unvalidated(r) for r in results]
     summary["checks"] = [
         {
             "name": r.check.text,
