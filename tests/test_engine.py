@@ -468,3 +468,44 @@ async def test_closed_loop_users_requests_count_in_their_cohort() -> None:
     assert r.intended_at == {0: 40, 1: 40, 2: 40}
     # cohorts 0 and 1 are sealed during the run, at the close of the interval after theirs
     assert [i for i, t in sealed_at if t < 3 * S] == [0, 1]
+
+
+async def test_cohorts_come_in_index_order_whenever_each_was_sealed() -> None:
+    class SlowPriorityOne(ScriptedClient):
+        async def request_approval(
+            self,
+            task_description: str,
+            estimated_cost: float,
+            priority: int,
+            agent_id: str | None = None,
+        ) -> Answer:
+            if priority == 1:  # answered 3 s later
+                await self.clock.sleep_until(self.clock.now_ns() + 3 * S)
+                return Answer(Outcome.OK, 201, None, {"approved": True})
+            return await super().request_approval(task_description, estimated_cost, priority)
+
+    def reqs() -> Iterator[Planned]:
+        yield Planned(S // 10, 0, "approval", 1, 0.01, "t", "a")  # cohort 0, done at 3.1 s
+        for i in range(2, 40):
+            yield Planned(i * S // 10, 0, "approval", 3, 0.01, "t", "a")
+
+    clock = ManualClock()
+    cfg = EngineConfig(duration_ns=4 * S, health_probe_interval_s=None)
+    sealed: list[int] = []
+    with clock.installed():
+        engine = Engine(
+            SlowPriorityOne(clock),
+            clock,
+            Recorder(S),
+            cfg,
+            on_cohort=lambda c: sealed.append(c.index),
+        )
+        with anyio.fail_after(60):
+            r = await engine.run(reqs())
+    assert sealed == [1, 2, 0, 3]
+    assert [(v.index, sum(v.counts.values())) for v in r.cohorts] == [
+        (0, 9),
+        (1, 10),
+        (2, 10),
+        (3, 10),
+    ]

@@ -21,7 +21,7 @@ how many were intended), or when the run ends. Guarantees:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,7 +85,7 @@ class Cohorts:
         index = intended_ns // self._interval_ns
         if (index < 0).any():
             raise ValueError("an intended start before the run's start was recorded")
-        if self._sealed and np.isin(index, list(self._sealed)).any():
+        if self._sealed and not self._sealed.isdisjoint(np.unique(index).tolist()):
             raise ValueError("a completion was recorded for a cohort already sealed")
         n_keys, first = int(key_ids.max()) + 1, int(index.min())
         code = (index - first) * n_keys + key_ids
@@ -103,11 +103,11 @@ class Cohorts:
             if self._key_of(key_id)[2] == "ok":
                 cohort.ok.setdefault(key_id, []).append(latency_us[group])
 
-    def seal(self, expected: Mapping[int, int], before: int) -> list[CohortStats]:
+    def seal(self, expected: Callable[[int], int], before: int) -> list[CohortStats]:
         """Seal, in order, each cohort below index ``before`` whose completions reached
-        ``expected[index]`` (the requests intended in its interval, final by then)."""
+        ``expected(index)`` (the requests intended in its interval, final by then)."""
         ready = sorted(
-            i for i, c in self._open.items() if i < before and c.completed >= expected.get(i, 0)
+            i for i, c in self._open.items() if i < before and c.completed >= expected(i)
         )
         return [self._seal_one(i) for i in ready]
 

@@ -517,8 +517,11 @@ class Engine:
             self._keep(closed)
             # Every request intended before the end of the last closed interval has been
             # pulled (or, for closed-loop users, is pending): those counts are final.
-            expected = self._intended_at + self._closed_pending
-            self._keep_cohorts(self._rec.seal_cohorts(expected, closed[-1].index + 1))
+            self._keep_cohorts(self._rec.seal_cohorts(self._expected, closed[-1].index + 1))
+
+    def _expected(self, index: int) -> int:
+        """Requests intended in interval ``index`` so far (a Counter reads 0 for a missing key)."""
+        return self._intended_at[index] + self._closed_pending[index]
 
     def _keep_cohorts(self, sealed: list[CohortStats]) -> None:
         for cohort in sealed:
@@ -580,7 +583,7 @@ class Engine:
             tally=st.tally,
             recorder=self._rec,
             intervals=self._intervals,
-            cohorts=self._cohorts,
+            cohorts=sorted(self._cohorts, key=lambda view: view.index),  # sealed in any order
             phase_latency=self._by_phase.latency,
             intended_at=dict(self._intended_at),
             sent_at=dict(self._sent_at),

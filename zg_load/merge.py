@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from zg_load.analysis import PhaseAccumulator, view_cohort, view_interval
+from zg_load.analysis import IntervalView, PhaseAccumulator, view_cohort, view_interval
 from zg_load.cohort import CohortStats, merge_cohorts
 from zg_load.hdr import Histogram
 from zg_load.plan import plan
@@ -102,15 +102,19 @@ def wire_cohort(cohort: CohortStats) -> CohortWire:
     return CohortWire(cohort.index, cohort.start_ns, cohort.end_ns, dict(cohort.counts), ok)
 
 
-def merged_cohorts(reports: Sequence[WorkerReport]) -> list[CohortStats]:
-    """Every cohort that some worker sealed, merged over the workers, in order."""
-    parts: dict[int, list[CohortStats]] = {}
+def merged_cohort_views(reports: Sequence[WorkerReport]) -> list[IntervalView]:
+    """Every cohort that some worker sealed, merged over the workers and digested, in
+    order; one cohort's histograms at a time."""
+    parts: dict[int, list[CohortWire]] = {}
     for report in reports:
         for wire in report.cohorts:
-            ok = {k: from_wire(w) for k, w in wire.ok.items()}
-            one = CohortStats(wire.index, wire.start_ns, wire.end_ns, dict(wire.counts), ok)
-            parts.setdefault(wire.index, []).append(one)
-    return [merge_cohorts(parts[i]) for i in sorted(parts)]
+            parts.setdefault(wire.index, []).append(wire)
+    return [view_cohort(merge_cohorts([_from_wire(w) for w in parts[i]])) for i in sorted(parts)]
+
+
+def _from_wire(wire: CohortWire) -> CohortStats:
+    ok = {k: from_wire(w) for k, w in wire.ok.items()}
+    return CohortStats(wire.index, wire.start_ns, wire.end_ns, dict(wire.counts), ok)
 
 
 def merge_interval(parts: Sequence[IntervalWire]) -> IntervalStats:
@@ -291,7 +295,7 @@ def merge_reports(
         tally=_sum_tallies(r.tally for r in full),
         recorder=_totals(full, stats),
         intervals=[view_interval(one) for one in stats],
-        cohorts=[view_cohort(one) for one in merged_cohorts(full)],
+        cohorts=merged_cohort_views(full),
         phase_latency=by_phase.latency,
         intended_at=_sum_maps(r.intended_at for r in full),
         sent_at=_sum_maps(r.sent_at for r in full),

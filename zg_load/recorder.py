@@ -21,7 +21,7 @@ schedule lag per interval. Guarantees:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -232,9 +232,9 @@ class Recorder:
             later = self._folded.pop(index)
             self._folded_at(last).absorb(later)
 
-    def seal_cohorts(self, expected: Mapping[int, int], before: int) -> list[CohortStats]:
+    def seal_cohorts(self, expected: Callable[[int], int], before: int) -> list[CohortStats]:
         """Fold what is pending, then seal each cohort below index ``before`` whose
-        completions reached ``expected[index]`` (see ``Cohorts.seal``)."""
+        completions reached ``expected(index)`` (see ``Cohorts.seal``)."""
         self.fold_pending()
         return self._cohorts.seal(expected, before)
 
