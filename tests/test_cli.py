@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 from pathlib import Path
 
 import orjson
@@ -243,3 +244,62 @@ def test_fault_setups_without_the_admin_token_fail_before_any_load(tmp_path: Pat
     assert "phases outage, restored set faults, which needs the target's admin API" in stderr
     assert "HTTP 401" in stderr
     assert not out.exists()
+
+
+def test_an_interrupt_before_the_load_is_noted_and_ends_the_run_at_the_next_check() -> None:
+    import os
+    import signal
+
+    from zg_load.runner import RunError, _EarlyStop
+
+    before = signal.getsignal(signal.SIGINT)
+    with _EarlyStop() as early:
+        early.check()  # nothing yet
+        os.kill(os.getpid(), signal.SIGINT)  # no KeyboardInterrupt from wherever it lands
+        assert early.signalled
+        with pytest.raises(RunError, match="interrupted before the load started: nothing was"):
+            early.check()
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_the_embedded_service_leaves_a_ctrl_c_to_zg_load_and_stops_on_sigterm() -> None:
+    import signal
+
+    import anyio
+
+    from zg_load.embedded import start_embedded
+    from zg_load.scenario import ServiceSpec
+
+    service = start_embedded(ServiceSpec())
+    try:
+        service.process.send_signal(signal.SIGINT)
+        with pytest.raises(subprocess.TimeoutExpired):  # still running a second later
+            service.process.wait(1.0)
+
+        async def health() -> Answer:
+            client = HttpClient(service.url, timeout_s=5.0)
+            try:
+                return await client.health()
+            finally:
+                await client.aclose()
+
+        assert anyio.run(health).ok
+    finally:
+        service.stop()
+    assert service.process.returncode == 0  # SIGTERM: a clean stop, not a kill
+
+
+def test_runs_started_in_the_same_second_get_their_own_directories(tmp_path: Path) -> None:
+    from zg_load.artifacts import claim_run_dir
+
+    claimed = [claim_run_dir("smoke", tmp_path) for _ in range(3)]  # within one second
+    assert len(set(claimed)) == 3 and all(path.is_dir() for path in claimed)
+
+
+def test_a_dead_target_leaves_no_default_run_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, stderr = invoke("run", str(SMOKE), "--target", f"http://127.0.0.1:{closed_port()}")
+    assert code == 2 and "cannot reach target" in stderr
+    assert list(tmp_path.iterdir()) == []  # no results/, no run directory

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -152,3 +153,35 @@ def test_interrupted_run_keeps_what_it_measured(tmp_path: Path) -> None:
     assert acc["identity_holds"] is True
     assert 0 < acc["intended"] < 1500  # stopped well before 30 s at 50/s
     assert "PARTIAL RUN" in stdout
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_terminal_stops_the_run_but_not_the_embedded_service(tmp_path: Path) -> None:
+    # A terminal's Ctrl-C reaches the whole process group: zg-load and its embedded service.
+    # The service must keep answering (the run's last requests and its final state), and
+    # zg-load stops it afterwards.
+    scenario = Path(__file__).parent.parent / "scenarios" / "smoke.toml"
+    path = tmp_path / "long_smoke.toml"
+    path.write_text(scenario.read_text().replace('duration = "2s"', 'duration = "30s"'))
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zg_load.cli", "run", str(path), "--out", str(out), "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    deadline = time.monotonic() + 30
+    while not (out / "latency.hlog").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.5)
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 1, stderr
+    s = orjson.loads((out / "summary.json").read_bytes())
+    assert s["partial"] is True and s["stop_reason"] == "interrupted"
+    acc = s["accounting"]
+    assert acc["identity_holds"] is True and acc["transport"] == 0 and acc["error"] == 0
+    assert s["target_state"]["budget"] is not None  # read after the stop: the service was up
+    with pytest.raises(ProcessLookupError):  # and zg-load stopped it (the group is empty)
+        os.killpg(proc.pid, 0)

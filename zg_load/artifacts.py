@@ -21,15 +21,20 @@ from zg_load.recorder import IntervalStats
 NS_PER_S = 1_000_000_000
 
 
-def default_run_dir(scenario_name: str, root: Path = Path("results")) -> Path:
+def claim_run_dir(scenario_name: str, root: Path = Path("results")) -> Path:
+    """Create and return a new run directory ``root/NAME-YYYYmmdd-HHMMSS[-N]``. Creating it
+    is the claim: two runs started in the same second get two directories."""
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", scenario_name) or "run"
-    path = root / f"{safe}-{stamp}"
-    n = 1
-    while path.exists():
-        n += 1
-        path = root / f"{safe}-{stamp}-{n}"
-    return path
+    root.mkdir(parents=True, exist_ok=True)
+    path, n = root / f"{safe}-{stamp}", 1
+    while True:
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            n += 1
+            path = root / f"{safe}-{stamp}-{n}"
 
 
 def check_run_dir(path: Path) -> Path:

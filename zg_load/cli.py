@@ -90,7 +90,8 @@ def cli() -> None:
     default=1,
     show_default=True,
     help="Worker processes on this machine, each with its exact share of the one schedule; "
-    "histograms and the interval log are merged exactly.",
+    "histograms and the interval log are merged exactly. Validation sections (and checks on "
+    "them) need one process.",
 )
 @click.option(
     "--ray",
@@ -134,11 +135,12 @@ def run(
     Examples:
       zg-load run scenarios/high_priority_storm.toml
       zg-load run scenarios/smoke.toml --target http://127.0.0.1:8080 --out results/smoke-1
-      zg-load run scenarios/high_priority_storm.toml --workers 2
+      zg-load run scenarios/smoke.toml --workers 2
       zg-load run scenarios/high_priority_storm.toml --ray=ray://head:10001
 
-    Exit code 0 when every check passed, 1 when a check failed, 2 on a usage,
-    scenario or target error.
+    Exit code 0 when every check passed, 1 when a check failed or the run was
+    interrupted (Ctrl-C keeps what was measured, marked partial), 2 on a usage,
+    scenario or target error or a Ctrl-C before the load started.
     """
     if ray_address is not None and importlib.util.find_spec("ray") is None:
         fail("--ray needs Ray, which is not installed: pip install 'zg-load[ray]'")

@@ -2,15 +2,18 @@
 
 The child prints ``zg-load serve: listening on URL`` and ``zg-load serve: admin token
 TOKEN`` when it is ready; we read those two lines, and stop it with SIGTERM at the end
-(SIGKILL if it does not exit within a few seconds).
+(SIGKILL if it does not exit within a few seconds). It ignores SIGINT: a Ctrl-C is for us.
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,9 +104,10 @@ def start_embedded(
         "--db",
         str(db),
     ]
-    proc = subprocess.Popen(
-        cmd + service_args(spec), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    with _sigint_ignored():
+        proc = subprocess.Popen(
+            cmd + service_args(spec), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
     lines = _read_lines(proc, 2, timeout_s)
     url = next((ln[len(READY_PREFIX) :] for ln in lines if ln.startswith(READY_PREFIX)), None)
     token = next((ln[len(TOKEN_PREFIX) :] for ln in lines if ln.startswith(TOKEN_PREFIX)), None)
@@ -118,6 +122,22 @@ def start_embedded(
     for stream in (proc.stdout, proc.stderr):
         threading.Thread(target=_drain, args=(stream,), daemon=True).start()
     return EmbeddedService(url, token, proc, db_dir)
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Start the service with SIGINT ignored (inherited across exec; the service keeps an
+    inherited ignore): a Ctrl-C in the terminal reaches the whole process group, and it is
+    for zg-load, which keeps what it measured, reads the service's state and then stops it
+    with SIGTERM. A service stopped by the same Ctrl-C would fail the run's last requests."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _drain(stream: object) -> None:

@@ -9,10 +9,12 @@ what it measured and is marked partial), and writes the run directory.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import signal
 import sys
+import threading
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ import click
 from zg_load.artifacts import (
     HlogWriter,
     check_run_dir,
-    default_run_dir,
+    claim_run_dir,
     write_json,
     write_summary,
 )
@@ -91,10 +93,35 @@ def execute(
         raise RunError(
             "--client cannot be combined with --workers or --ray: workers use the built-in client"
         )
+    root_existed = results_root.exists()
     try:
-        run_dir = check_run_dir(out or default_run_dir(scenario.name, results_root))
-    except (FileExistsError, OSError) as exc:
+        run_dir = check_run_dir(out) if out else claim_run_dir(scenario.name, results_root)
+    except OSError as exc:
         raise RunError(str(exc)) from None
+    try:
+        with _EarlyStop() as early:
+            return _execute(
+                scenario, target, admin_token, run_dir, progress, client_class, scale, early
+            )
+    except BaseException:
+        if out is None:  # what we claimed: leave nothing behind when nothing ran
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()  # only when empty
+                if not root_existed:
+                    results_root.rmdir()
+        raise
+
+
+def _execute(
+    scenario: Scenario,
+    target: str | None,
+    admin_token: str | None,
+    run_dir: Path,
+    progress: Progress | None,
+    client_class: type[Any] | None,
+    scale: ScaleOut | None,
+    early: _EarlyStop,
+) -> RunOutcome:
     service: EmbeddedService | None = None
     flags = service_args(scenario.service)
     if target is not None and flags:
@@ -107,9 +134,11 @@ def execute(
         try:
             service = start_embedded(scenario.service)
         except EmbeddedError as exc:
+            early.check()  # interrupted: say that, not what it did to the start
             raise RunError(str(exc)) from None
         target, admin_token = service.url, service.token
     try:
+        early.check()
         summary = anyio.run(
             _run,
             scenario,
@@ -120,6 +149,7 @@ def execute(
             progress or Progress(scenario, quiet=True),
             client_class,
             scale or ScaleOut(),
+            early,
             backend_options=run_backend_options(),
         )
     finally:
@@ -229,6 +259,7 @@ async def _run(
     progress: Progress,
     client_class: type[Any] | None,
     scale: ScaleOut,
+    early: _EarlyStop,
 ) -> dict[str, Any]:
     try:
         if client_class is None:
@@ -258,6 +289,7 @@ async def _run(
             raise RunError(f"target refused the setup of {refused[0]}")
         before = await target_state(client)
         await warm(client, min(scenario.max_in_flight, WARM_CONNECTIONS))
+        early.check()  # from here on, the storm's own handler keeps what was measured
         try:
             run_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (once, before the clock starts)
         except OSError as exc:
@@ -432,6 +464,37 @@ async def _phase_setups(scenario: Scenario, client: TargetClient, pool: _Pool, s
     for (start_s, _), phase in list(zip(scenario.phase_bounds(), scenario.phases, strict=True))[1:]:
         await anyio.sleep(max(0.0, pool.start_epoch_s + start_s - time.time()))
         sink.refused(await apply_phase_setup(client, phase))
+
+
+class _EarlyStop:
+    """Ctrl-C or SIGTERM before the load starts: noted at once, acted on at the next check,
+    before anything is sent or written (no traceback from wherever the signal landed).
+    Once the storm starts, its own handler takes over (``_watch_signals``)."""
+
+    _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signalled = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _EarlyStop:
+        if threading.current_thread() is threading.main_thread():
+            for signum in self._SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._note)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _note(self, signum: int, frame: object) -> None:
+        if not self.signalled:
+            click.echo("\nzg-load: stopping before the load starts", err=True)
+        self.signalled = True
+
+    def check(self) -> None:
+        if self.signalled:
+            raise RunError("interrupted before the load started: nothing was sent or written")
 
 
 class _Stoppable(Protocol):

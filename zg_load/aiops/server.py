@@ -80,12 +80,15 @@ async def _serve_until_signal(config: ServiceConfig) -> None:
 async def _wait_for_signal() -> None:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    # A signal ignored when we started stays ignored (as with nohup): zg-load starts its
+    # embedded service with SIGINT ignored, so that a Ctrl-C meant for it does not stop us.
+    signums = [s for s in (signal.SIGTERM, signal.SIGINT) if signal.getsignal(s) != signal.SIG_IGN]
+    for signum in signums:
         loop.add_signal_handler(signum, stopping.set)
     try:
         await stopping.wait()
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in signums:
             loop.remove_signal_handler(signum)
 
 
