@@ -170,7 +170,7 @@ def test_run_notes_keep_the_run_and_read_utc() -> None:
 
 
 STORM_SUMMARY: dict[str, Any] = {
-    "phases": [{"sent": 10}, {"sent": 6}],
+    "phases": [{"sent": 10, "ran_s": 2.0}, {"sent": 6, "ran_s": 2.0}],
     "priority_adherence": 0.97,
     "recovery_time_s": 2.0,
     "accounting": {"sent": 16, "error": 1, "timeout": 0, "transport": 0},
@@ -228,6 +228,16 @@ def test_storm_section() -> None:
         "recovery_time": 2.0,
     }
     assert storm_section(obs, scenario(), STORM_SUMMARY) is None
+    # interrupted 0.5 s into the storm: its rate is over the time it ran
+    interrupted = {
+        **STORM_SUMMARY,
+        "phases": [{"sent": 10, "ran_s": 2.0}, {"sent": 6, "ran_s": 0.5}],
+    }
+    cut = storm_section(obs, scenario(STORM), interrupted)
+    assert cut is not None and (cut["execution_time_s"], cut["processing_rate"]) == (0.5, 6.0)
+    never = {**STORM_SUMMARY, "phases": [{"sent": 10, "ran_s": 1.0}, {"sent": 0, "ran_s": 0.0}]}
+    cut = storm_section(Observations(), scenario(STORM), never)
+    assert cut is not None and (cut["execution_time_s"], cut["processing_rate"]) == (0.0, None)
 
 
 def test_metrics_time_to_detect_and_resilience() -> None:

@@ -174,7 +174,8 @@ def storm_section(
     """The seed's storm validation, measured; None without a phase of role "storm".
 
     - ``tasks_sent``: requests sent in the storm phase; ``tasks_processed``: those
-      answered ok; ``processing_rate``: processed per second of the storm phase;
+      answered ok; ``processing_rate``: processed per second of the storm phase as it ran
+      (``execution_time_s``: all of it, or as much as an interrupted run reached);
     - ``priority_based_shedding``: among the storm's approvals, the share of (shed,
       admitted) pairs whose shed priority <= admitted priority (1.0: shedding fell on
       lower priorities first); ``refusal_rate_by_priority``: what happened to each
@@ -187,7 +188,7 @@ def storm_section(
     storm = next((i for i, p in enumerate(scenario.phases) if p.role == "storm"), None)
     if storm is None:
         return None
-    duration_s = scenario.phases[storm].duration_s
+    duration_s = summary["phases"][storm]["ran_s"]  # less than planned when interrupted
     approvals = [a for a in obs.approvals if a.phase == storm]
     outcomes = [a.outcome for a in approvals]
     outcomes += [t.outcome for t in obs.tasks if t.phase == storm]
@@ -198,7 +199,7 @@ def storm_section(
         "tasks_sent": summary["phases"][storm]["sent"],
         "tasks_processed": processed,
         "execution_time_s": duration_s,
-        "processing_rate": round(processed / duration_s, 3),
+        "processing_rate": round(processed / duration_s, 3) if duration_s else None,
         "priority_adherence": summary["priority_adherence"],
         "priority_based_shedding": priority_pair_share(
             shed, (a.priority for a in approvals if a.outcome == "ok")
