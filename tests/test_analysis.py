@@ -47,6 +47,12 @@ def iv(
         ([iv(0, {(4, "ok"): 100, (5, "ok"): 100}, {4: 9.0, 5: 12.0})], 0.5, 2, 1),
         # higher slower but within tolerance: 9 * 1.1 + 1 = 10.9 >= 10.5
         ([iv(0, {(4, "ok"): 100, (5, "ok"): 100}, {4: 9.0, 5: 10.5})], 1.0, 2, 2),
+        # neither priority served (a storm's lowest two, both shed): nothing to compare
+        ([iv(0, {(3, "refused"): 50, (4, "refused"): 40})], None, 0, 0),
+        # a service that is down: every request failed, so no adherence at all (not 1.0)
+        ([iv(0, {(1, "transport"): 30, (5, "transport"): 30})], None, 0, 0),
+        # failures turn requests away too: priority 5 timed out half the time, 4 never
+        ([iv(0, {(4, "ok"): 100, (5, "ok"): 50, (5, "timeout"): 50}, {4: 5.0, 5: 5.0})], 0.0, 1, 0),
         # lower priority all refused (no latency to compare): only the refusal comparison
         ([iv(0, {(1, "refused"): 30, (2, "ok"): 10}, {2: 4.0})], 1.0, 1, 1),
         # one lower-priority request admitted before the queue built up (storm start): its

@@ -146,3 +146,12 @@ def test_report_command_markdown_to_a_file_and_bad_directory(tmp_path: Path) -> 
 
 def test_log_entries_parse() -> None:
     assert len(parse_log((RUN / "latency.hlog").read_text())) == 20
+
+
+def test_a_phase_cell_shows_failures_when_there_were_any() -> None:
+    from zg_load.render import phase_cell
+
+    served = {"requests": 200, "refused": 100, "failed": 0, "refusal_rate": 0.5, "p99_ms": 142.3}
+    assert phase_cell(served) == "50.0% / 142.3 ms"
+    down = {"requests": 40, "refused": 0, "failed": 30, "refusal_rate": 0.0, "p99_ms": 8.04}
+    assert phase_cell(down) == "0.0% / 8.0 ms, 75.0% failed"

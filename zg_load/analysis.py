@@ -6,10 +6,13 @@ long run keeps kilobytes per interval, not histograms.
 
 Priority adherence is computed on cohorts: the requests whose intended start fell in the
 same interval, which competed for the service at the same time (``zg_load.cohort``). Per
-cohort, for each operation and each pair of adjacent priorities that both had traffic,
-two comparisons: the higher priority is refused no more often than the lower, and (when
-both had at least ``min_admitted`` admitted requests) its p99 latency is not above the
-lower one's p99 × (1 + tolerance) + tolerance_ms. Each comparison weighs as many requests
+cohort, for each operation and each pair of adjacent priorities that both had traffic and
+not both went unserved, two comparisons: the higher priority is turned away (refused, or
+failed: error, timeout, transport) no more often than the lower, and (when both had at
+least ``min_admitted`` admitted requests) its p99 latency is not above the lower one's
+p99 × (1 + tolerance) + tolerance_ms. Two priorities of which nothing was admitted say
+nothing about priority (a storm's lowest, all shed; a service that is down): a run in
+which nothing was served has no adherence (None), not a perfect one. Each comparison weighs as many requests
 as the two priorities had in that cohort; adherence is the weighted share of comparisons
 that hold (None when there were none). The nearest-rank p99 of fewer than 100 requests is their maximum,
 not a percentile: comparing two maxima compares two single outliers (one request
@@ -56,6 +59,9 @@ class IntervalView:
             for (o, p, _), n in self.counts.items()
             if (op is None or o == op) and (priority is None or p == priority)
         )
+
+    def admitted(self, op: str, priority: int) -> int:
+        return self.counts.get((op, priority, "ok"), 0)
 
     def refused(self, op: str | None = None, priority: int | None = None) -> int:
         return sum(
@@ -114,12 +120,15 @@ class Adherence:
 def _pair_comparisons(
     v: IntervalView, op: str, lo: int, hi: int, tol_rel: float, tol_us: float, min_admitted: int
 ) -> list[tuple[int, bool]]:
+    ok_lo, ok_hi = v.admitted(op, lo), v.admitted(op, hi)
+    if ok_lo == 0 and ok_hi == 0:
+        return []  # neither was served: nothing about priority to compare
     n_lo, n_hi = v.total(op, lo), v.total(op, hi)
     weight = n_lo + n_hi
-    out = [(weight, v.refused(op, hi) * n_lo <= v.refused(op, lo) * n_hi)]
+    # turned away: refused, or failed (error, timeout, transport)
+    out = [(weight, (n_hi - ok_hi) * n_lo <= (n_lo - ok_lo) * n_hi)]
     p_lo, p_hi = v.p99_ok_us.get((op, lo)), v.p99_ok_us.get((op, hi))
-    admitted = min(v.counts.get((op, lo, "ok"), 0), v.counts.get((op, hi, "ok"), 0))
-    if p_lo is not None and p_hi is not None and admitted >= min_admitted:
+    if p_lo is not None and p_hi is not None and min(ok_lo, ok_hi) >= min_admitted:
         out.append((weight, p_hi <= p_lo * (1.0 + tol_rel) + tol_us))
     return out
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from zg_load.plots import Plot
-from zg_load.render import WRK2_PERCENTILES, cell, fmt, percentile_rows
+from zg_load.render import WRK2_PERCENTILES, cell, fmt, percentile_rows, phase_cell
 from zg_load.report_formats import RunHistograms
 from zg_load.validation import SECTIONS
 from zg_load.validation_render import render_validation
@@ -114,8 +114,7 @@ def _by_phase(phases: Sequence[Mapping[str, Any]]) -> str:
                 if r is None:
                     cells.append("-")
                     continue
-                rate = _pct(r["refusal_rate"])
-                cells.append(_e(f"{fmt(rate, 1, '%')} / {fmt(r['p99_ms'], 1, ' ms')}"))
+                cells.append(_e(phase_cell(r)))
             rows.append(cells)
         out.append(html_table([op, *(f"p{q}" for q in prios)], rows))
     return "".join(out)

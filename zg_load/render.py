@@ -105,8 +105,7 @@ def _by_phase(phases: Sequence[Mapping[str, Any]]) -> list[str]:
                 if r is None:
                     cells.append("-")
                     continue
-                rate = fmt(_pct(r["refusal_rate"]), 1, "%")
-                cells.append(f"{rate} / {fmt(r['p99_ms'], 1, ' ms')}")
+                cells.append(phase_cell(r))
             rows.append([p["name"], *cells])
         out += table([op, *(f"p{q}" for q in prios)], rows)
     return out
@@ -259,6 +258,16 @@ def _storm(s: Mapping[str, Any]) -> list[str]:
         f"({fmt(tp['answered'])} answers in {fmt(tp['window_s'], 2, ' s')})"
     )
     return out
+
+
+def phase_cell(row: Mapping[str, Any]) -> str:
+    """One priority in one phase: refused share / p99 of admitted, and the failed share when
+    any (a service that went down shows as failed, not as 0 % refused)."""
+    text = f"{fmt(_pct(row['refusal_rate']), 1, '%')} / {fmt(row['p99_ms'], 1, ' ms')}"
+    failed, requests = row.get("failed", 0), row.get("requests", 0)
+    if failed and requests:
+        text += f", {fmt(100 * failed / requests, 1, '%')} failed"
+    return text
 
 
 def _pct(x: float | None) -> float | None:
