@@ -303,3 +303,19 @@ def test_a_dead_target_leaves_no_default_run_directory(
     code, _, stderr = invoke("run", str(SMOKE), "--target", f"http://127.0.0.1:{closed_port()}")
     assert code == 2 and "cannot reach target" in stderr
     assert list(tmp_path.iterdir()) == []  # no results/, no run directory
+
+
+def test_more_workers_than_cpus_gets_a_note_before_anything_runs() -> None:
+    import os
+
+    workers = (os.cpu_count() or 1) + 1
+    code, _, stderr = invoke(
+        "run",
+        str(SMOKE),
+        "--workers",
+        str(workers),
+        "--target",
+        f"http://127.0.0.1:{closed_port()}",
+    )
+    assert code == 2  # the dead target still fails fast, after the note
+    assert f"note: --workers {workers} on {os.cpu_count()} CPU" in stderr

@@ -7,6 +7,7 @@ error (one line on stderr, no traceback).
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -144,6 +145,13 @@ def run(
     """
     if ray_address is not None and importlib.util.find_spec("ray") is None:
         fail("--ray needs Ray, which is not installed: pip install 'zg-load[ray]'")
+    cpus = os.cpu_count() or 1
+    if ray_address is None and workers > cpus:
+        click.echo(
+            f"zg-load: note: --workers {workers} on {_count(cpus, 'CPU')}: the workers share "
+            "the cores (and the target's, if it runs here), and may fall behind their schedule",
+            err=True,
+        )
     scenario = load_scenario(scenario_file)
     url = check_url(target) if target else None
     try:
@@ -197,7 +205,7 @@ def validate(scenario_files: tuple[Path, ...]) -> None:
         users = sum(a.users for a in streams if isinstance(a, ClosedLoop))
         extra = f" + {users} closed-loop users" if users else ""
         click.echo(
-            f"ok: {path}: {sc.name}, {len(sc.phases)} phases, {sc.duration_s:g} s, "
+            f"ok: {path}: {sc.name}, {_count(len(sc.phases), 'phase')}, {sc.duration_s:g} s, "
             f"{planned:,} requests planned{extra}"
         )
     sys.exit(2 if bad else 0)
@@ -225,6 +233,10 @@ def serve(args: tuple[str, ...]) -> None:
 cli.add_command(report)
 cli.add_command(compare)
 cli.add_command(suite)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def main() -> None:
