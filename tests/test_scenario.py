@@ -573,6 +573,28 @@ def test_closed_loop_errors(stream: str, error: str) -> None:
             "c.toml:1: checks[0]: unknown metric 'latency.p98_ms'; did you mean",
         ),
         ('"no_such_thing > 1"', "c.toml:1: checks[0]: unknown metric 'no_such_thing'"),
+        # a series the scenario cannot produce (MINIMAL sends approvals of priority 3)
+        (
+            '"latency.p99_ms{op=aproval,priority=3} < 5"',
+            "c.toml:1: checks[0]: this scenario sends no 'aproval' requests; did you mean approval?",
+        ),
+        (
+            '"latency.p99_ms{op=approval,priority=9} < 5"',
+            "c.toml:1: checks[0]: this scenario sends no approval requests of priority 9 (only 3)",
+        ),
+        (
+            '"latency.p99_ms{op=approval,prio=3} < 5"',
+            "c.toml:1: checks[0]: latency.p99_ms has no label 'prio'; its labels are op, priority,",
+        ),
+        (
+            '"service.max_ms < 5"',
+            "c.toml:1: checks[0]: service.max_ms needs labels, like service.max_ms{op=approval,",
+        ),
+        (
+            '"latency.p99_ms{op=approval,priority=3,outcome=shed} < 5"',
+            "c.toml:1: checks[0]: unknown outcome 'shed'; outcomes are ok, refused,",
+        ),
+        ('"stability{op=approval} > 0.9"', "c.toml:1: checks[0]: stability takes no labels"),
     ],
 )
 def test_checks_on_unknown_metrics_fail_validation(check: str, error: str) -> None:
@@ -584,8 +606,10 @@ def test_checks_on_unknown_metrics_fail_validation(check: str, error: str) -> No
 
 def test_checks_on_known_metrics_pass_validation() -> None:
     for check in (
-        "refusal_rate{op=approval,priority=1} < 0.5",
+        "refusal_rate{op=approval,priority=3} < 0.5",
+        "refusal_rate < 0.5",
         "budget.respected == 1",
-        "service.max_ms < 9",
+        "service.max_ms{op=approval,priority=3} < 9",
+        "latency.p99_ms{op=approval,outcome=refused,priority=3} < 9",
     ):
         parse_scenario(f'checks = ["{check}"]\n' + MINIMAL, "c.toml")

@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeAlias
 import msgspec
 
 from zg_load.checks import DEFAULT_CHECKS, Check, lag_check, parse_check
-from zg_load.metric_names import unknown_metric
+from zg_load.metric_names import unknown_metric, unknown_series
 from zg_load.schedule import Arrival, ClosedLoop, Constant, Poisson, Ramp
 from zg_load.units import UnitError, parse_duration, parse_rate
 
@@ -294,7 +294,7 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
         analysis=analysis,
         mixes=mixes,
         phases=_build_phases(raw, mixes, where),
-        checks=_build_checks(raw, analysis, where),
+        checks=_build_checks(raw, analysis, where, _priorities(mixes)),
         source=source,
     )
 
@@ -515,14 +515,28 @@ def _check_roles(phases: tuple[Phase, ...], where: _Locator) -> None:
         first.setdefault(phase.role, i)
 
 
-def _build_checks(raw: _RawScenario, analysis: AnalysisSpec, where: _Locator) -> tuple[Check, ...]:
+def _priorities(mixes: Mapping[str, tuple[OpSpec, ...]]) -> dict[str, set[int]]:
+    """The priorities each operation of the scenario's mixes is sent at."""
+    out: dict[str, set[int]] = {}
+    for ops in mixes.values():
+        for spec in ops:
+            out.setdefault(spec.op, set()).update(p for p, _ in spec.priority_weights)
+    return out
+
+
+def _build_checks(
+    raw: _RawScenario,
+    analysis: AnalysisSpec,
+    where: _Locator,
+    priorities: Mapping[str, set[int]],
+) -> tuple[Check, ...]:
     user = []
     for i, text in enumerate(raw.checks):
         try:
             check = parse_check(text)
         except ValueError as exc:
             raise where.error(("checks", i), str(exc)) from None
-        problem = unknown_metric(check.metric)
+        problem = unknown_metric(check.metric) or unknown_series(check.metric, priorities)
         if problem is not None:
             raise where.error(("checks", i), problem)
         user.append(check)
