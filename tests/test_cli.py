@@ -319,3 +319,23 @@ def test_more_workers_than_cpus_gets_a_note_before_anything_runs() -> None:
     )
     assert code == 2  # the dead target still fails fast, after the note
     assert f"note: --workers {workers} on {os.cpu_count()} CPU" in stderr
+
+
+def test_compare_without_a_phase_on_a_run_of_several_loads_says_which_to_pick(
+    tmp_path: Path,
+) -> None:
+    import shutil
+
+    golden = Path(__file__).parent / "golden" / "smoke"
+    run = tmp_path / "run"
+    shutil.copytree(golden, run)
+    summary = orjson.loads((run / "summary.json").read_bytes())
+    calm = summary["phases"][0]
+    storm = {**calm, "name": "burst", "role": "storm", "start_s": calm["duration_s"]}
+    summary["phases"] = [{**calm, "role": "baseline"}, storm]
+    (run / "summary.json").write_bytes(orjson.dumps(summary))
+    _, _, stderr = invoke("compare", str(run), str(run))
+    assert "note: the intervals of every phase (steady, burst) are compared together" in stderr
+    assert "--phase burst compares one phase" in stderr
+    _, _, stderr = invoke("compare", str(golden), str(golden))  # one phase: no note
+    assert "compared together" not in stderr

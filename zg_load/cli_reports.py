@@ -315,6 +315,8 @@ def compare(
     )
     base_paths, cand_paths = run_dirs(base), run_dirs(cand)
     same_scenario(base_paths, cand_paths)
+    if not phases and fmt != "json":
+        _note_mixed_phases(base_paths[0])
     base_groups, base_merged = side_groups(base_paths, phases)
     cand_groups, cand_merged = side_groups(cand_paths, phases)
     cmp = compare_groups(base_groups, cand_groups, th, len(base_paths), len(cand_paths))
@@ -339,6 +341,23 @@ def compare(
         names = ", ".join(f"{s.op} p{s.priority} {s.kind}" for s in worse)
         click.echo(f"Verdict: REGRESSION in refused/failed shares ({names})")
     sys.exit(1 if cmp.regressions or worse else 0)
+
+
+def _note_mixed_phases(path: Path) -> None:
+    """Intervals of phases under different loads resampled together give wide intervals
+    (a calm second and a storm second are not two draws of one latency): say which to pick."""
+    summary = read_summary(path)  # readable: same_scenario has read it
+    roles = {p["role"] for p in summary["phases"]}
+    if len(summary["phases"]) > 1 and len(roles) > 1:
+        names = ", ".join(p["name"] for p in summary["phases"])
+        first = next((p["name"] for p in summary["phases"] if p["role"] == "storm"), None)
+        first = first or summary["phases"][-1]["name"]
+        click.echo(
+            f"zg-load: note: the intervals of every phase ({names}) are compared together; "
+            f"under loads this different the confidence intervals are wide. "
+            f"--phase {first} compares one phase.",
+            err=True,
+        )
 
 
 def side_shares(paths: Sequence[Path], phases: Sequence[str]) -> ShareCounts:

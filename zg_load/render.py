@@ -227,7 +227,7 @@ def _refusals(by_priority: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def _storm(s: Mapping[str, Any]) -> list[str]:
+def storm_lines(s: Mapping[str, Any]) -> list[str]:
     d = s["priority_adherence_detail"]
     rec = s.get("recovery")
     out = [
@@ -274,7 +274,7 @@ def _pct(x: float | None) -> float | None:
     return None if x is None else 100.0 * x
 
 
-def _generator(g: Mapping[str, Any]) -> list[str]:
+def generator_lines(g: Mapping[str, Any]) -> list[str]:
     lag = g["lag"]
     line = (
         f"  schedule lag p50 {fmt(lag['p50_ms'], 3, ' ms')}, p99 {fmt(lag['p99_ms'], 3, ' ms')}, "
@@ -325,8 +325,8 @@ def render_text(
         if hists and hists.corrected
         else _latency(summary["latency"]),
         _refusals(summary["by_priority"]),
-        _storm(summary),
-        _generator(summary["generator"]),
+        storm_lines(summary),
+        generator_lines(summary["generator"]),
     ]
     if summary.get("setup_errors"):
         sections.append(

@@ -20,7 +20,17 @@ import orjson
 from zg_load.compare import Change, Comparison
 from zg_load.hdr import Histogram
 from zg_load.hlog import Key, key_for, parse_log
-from zg_load.render import WRK2_PERCENTILES, cell, fmt, percentile_rows
+from zg_load.render import (
+    WRK2_PERCENTILES,
+    cell,
+    fmt,
+    generator_lines,
+    percentile_rows,
+    phase_cell,
+    storm_lines,
+)
+from zg_load.validation import SECTIONS
+from zg_load.validation_render import render_validation
 
 
 @dataclass(frozen=True)
@@ -97,7 +107,8 @@ def md_table(headers: Sequence[str], rows: Sequence[Sequence[str]], left: int = 
 
 
 def render_markdown(summary: Mapping[str, Any], hists: RunHistograms | None = None) -> str:
-    """The run report as Markdown: accounting, phases, latency, refusals, checks."""
+    """The run report as Markdown: accounting, phases (and by phase), latency, refusals,
+    the storm figures, the generator, validation and checks."""
     sc = summary["scenario"]
     passed = summary.get("passed")
     verdict = {True: "all checks passed", False: "**checks failed**", None: "not checked"}[passed]
@@ -131,17 +142,44 @@ def render_markdown(summary: Mapping[str, Any], hists: RunHistograms | None = No
             left=2,
         ),
         "",
+        "### By phase: refused / p99 of admitted, per priority",
+        "",
+        "Requests that completed in the phase.",
+        "",
+        *_md_by_phase(summary["phases"]),
+        "",
         "### Latency of admitted requests (ms, from the intended start)",
         "",
         *_md_latency(summary, hists),
         "",
-        "### Refusals by priority",
+        "### Refusals by priority over the whole run",
         "",
         *_md_refusals(summary["by_priority"]),
     ]
+    storm = storm_lines(summary)
+    lines += ["", f"### {storm[0]}", "", "```", *(ln.strip() for ln in storm[1:]), "```"]
+    generator = generator_lines(summary["generator"])
+    lines += ["", "### Generator", "", "```", *(ln.strip() for ln in generator[1:]), "```"]
+    validation = summary.get("validation")
+    if validation and any(validation.get(name) for name in SECTIONS):
+        body = render_validation(validation).rstrip("\n").split("\n")
+        lines += ["", "### Validation (every figure measured in this run)", "", "```", *body, "```"]
     if "checks" in summary:
         lines += ["", "### Checks", "", *_md_checks(summary["checks"])]
     return "\n".join(lines) + "\n"
+
+
+def _md_by_phase(phases: Sequence[Mapping[str, Any]]) -> list[str]:
+    out: list[str] = []
+    for op in sorted({op for p in phases for op in p["by_priority"]}):
+        prios = sorted({int(k) for p in phases for k in p["by_priority"].get(op, {})}, reverse=True)
+        rows = []
+        for p in phases:
+            mine = p["by_priority"].get(op, {})
+            cells = [phase_cell(mine[str(q)]) if str(q) in mine else "-" for q in prios]
+            rows.append([p["name"], *cells])
+        out += md_table([op, *(f"p{q}" for q in prios)], rows)
+    return out
 
 
 def _md_latency(summary: Mapping[str, Any], hists: RunHistograms | None) -> list[str]:
