@@ -145,3 +145,17 @@ async def test_a_validation_check_in_a_run_without_validation_says_why_it_fails(
         "not measured: validation needs a run in one process (without --workers or --ray)"
     )
     assert unknown.passed is False and unknown.note.startswith("no such metric; known: ")
+
+
+async def test_a_check_on_a_validation_section_the_scenario_lacks_says_so() -> None:
+    _, s = await summarize(max_in_flight=4096, service_time_s=0.004)
+    s["validation"] = {"storm": {"processing_rate": 10.0}, "resilience": {"score": 1.0}}
+    recall, rate = with_checks(
+        s,
+        (parse_check("hallucination.recall > 0.9"), parse_check("storm.processing_rate_per_s > 1")),
+    )
+    assert (recall.passed, recall.note) == (
+        False,
+        "not measured: this scenario has no hallucination section",
+    )
+    assert rate.passed is True

@@ -361,13 +361,20 @@ def metrics(summary: Mapping[str, Any]) -> dict[str, float | None]:
 _VALIDATION_ONLY = frozenset(VALIDATION_METRICS) | {"resilience_score"}
 
 
-def _unvalidated(result: CheckResult) -> CheckResult:
-    """A user's check on a validation metric in a run without validation still fails, and
-    says why instead of "no such metric"."""
-    if result.check.metric not in _VALIDATION_ONLY or result.passed is not False:
+def _unvalidated(result: CheckResult, validation: Mapping[str, Any] | None) -> CheckResult:
+    """A user's check on a validation metric that the run did not measure still fails, and
+    says why instead of "no such metric": the run used worker processes (which keep the
+    answers validation needs), or the scenario has no such section."""
+    metric = result.check.metric
+    if metric not in _VALIDATION_ONLY or result.passed is not False or result.value is not None:
         return result
-    note = "not measured: validation needs a run in one process (without --workers or --ray)"
-    return replace(result, note=note)
+    if validation is None:
+        note = "not measured: validation needs a run in one process (without --workers or --ray)"
+        return replace(result, note=note)
+    section = VALIDATION_METRICS[metric][0] if metric in VALIDATION_METRICS else None
+    if section is None or section in validation:
+        return result
+    return replace(result, note=f"not measured: this scenario has no {section} section")
 
 
 def metric_name(metric: str, labels: Mapping[str, str]) -> str:
@@ -379,8 +386,7 @@ def metric_name(metric: str, labels: Mapping[str, str]) -> str:
 def with_checks(summary: dict[str, Any], checks: tuple[Check, ...]) -> list[CheckResult]:
     """Evaluate the checks against the summary and store them in it; returns the results."""
     results = evaluate(checks, metrics(summary))
-    if "validation" not in summary:  # worker processes keep the answers validation needs
-        results = [_unvalidated(r) for r in results]
+    results = [_unvalidated(r, summary.get("validation")) for r in results]
     summary["checks"] = [
         {
             "name": r.check.text,
