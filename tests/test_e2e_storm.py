@@ -127,22 +127,31 @@ def test_short_storm_end_to_end(tmp_path: Path) -> None:
     )
 
 
-def test_interrupted_run_keeps_what_it_measured(tmp_path: Path) -> None:
+def start_long_smoke(
+    tmp_path: Path, *, own_group: bool = False
+) -> tuple[subprocess.Popen[str], Path]:
+    """The smoke scenario for 30 s, started in a process; returns once its load has run
+    1.5 s. ``own_group``: in a process group of its own, as a terminal's foreground job."""
     scenario = Path(__file__).parent.parent / "scenarios" / "smoke.toml"
-    text = scenario.read_text().replace('duration = "2s"', 'duration = "30s"')
     path = tmp_path / "long_smoke.toml"
-    path.write_text(text)
+    path.write_text(scenario.read_text().replace('duration = "2s"', 'duration = "30s"'))
     out = tmp_path / "run"
     proc = subprocess.Popen(
         [sys.executable, "-m", "zg_load.cli", "run", str(path), "--out", str(out), "-q"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=own_group,
     )
     deadline = time.monotonic() + 30
     while not (out / "latency.hlog").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(1.5)
+    return proc, out
+
+
+def test_interrupted_run_keeps_what_it_measured(tmp_path: Path) -> None:
+    proc, out = start_long_smoke(tmp_path)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 1, stderr
@@ -160,21 +169,7 @@ def test_ctrl_c_in_a_terminal_stops_the_run_but_not_the_embedded_service(tmp_pat
     # A terminal's Ctrl-C reaches the whole process group: zg-load and its embedded service.
     # The service must keep answering (the run's last requests and its final state), and
     # zg-load stops it afterwards.
-    scenario = Path(__file__).parent.parent / "scenarios" / "smoke.toml"
-    path = tmp_path / "long_smoke.toml"
-    path.write_text(scenario.read_text().replace('duration = "2s"', 'duration = "30s"'))
-    out = tmp_path / "run"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "zg_load.cli", "run", str(path), "--out", str(out), "-q"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group, as a terminal's foreground job
-    )
-    deadline = time.monotonic() + 30
-    while not (out / "latency.hlog").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(1.5)
+    proc, out = start_long_smoke(tmp_path, own_group=True)
     os.killpg(proc.pid, signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 1, stderr

@@ -73,38 +73,36 @@ class IntervalView:
 
 def view_interval(stats: IntervalStats) -> IntervalView:
     """Digest a closed interval: counts per key and p99 of admitted requests."""
-    p99: dict[tuple[str, int], int | None] = {}
-    merged = Histogram()
-    for (op, priority, outcome), hist in stats.latency.items():
-        if outcome == "ok":
-            p99[(op, priority)] = hist.percentile(99.0)
-            merged.merge(hist)
-    return IntervalView(
-        index=stats.index,
-        start_ns=stats.start_ns,
-        end_ns=stats.end_ns,
-        counts=dict(stats.counts),
-        p99_ok_us=p99,
-        p99_ok_all_us=merged.percentile(99.0),
-        lag_p99_us=stats.lag.percentile(99.0),
-    )
+    ok = {(op, p): hist for (op, p, outcome), hist in stats.latency.items() if outcome == "ok"}
+    return _view(stats.index, stats.start_ns, stats.end_ns, stats.counts, ok, stats.lag)
 
 
 def view_cohort(cohort: CohortStats) -> IntervalView:
     """Digest a sealed cohort (requests intended in one interval) as an interval view."""
+    return _view(cohort.index, cohort.start_ns, cohort.end_ns, cohort.counts, cohort.ok, None)
+
+
+def _view(
+    index: int,
+    start_ns: int,
+    end_ns: int,
+    counts: dict[Key, int],
+    ok: dict[tuple[str, int], Histogram],
+    lag: Histogram | None,
+) -> IntervalView:
     p99: dict[tuple[str, int], int | None] = {}
     merged = Histogram()
-    for op_priority, hist in cohort.ok.items():
+    for op_priority, hist in ok.items():
         p99[op_priority] = hist.percentile(99.0)
         merged.merge(hist)
     return IntervalView(
-        index=cohort.index,
-        start_ns=cohort.start_ns,
-        end_ns=cohort.end_ns,
-        counts=dict(cohort.counts),
+        index=index,
+        start_ns=start_ns,
+        end_ns=end_ns,
+        counts=dict(counts),
         p99_ok_us=p99,
         p99_ok_all_us=merged.percentile(99.0),
-        lag_p99_us=None,
+        lag_p99_us=None if lag is None else lag.percentile(99.0),
     )
 
 
