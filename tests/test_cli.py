@@ -339,3 +339,32 @@ def test_compare_without_a_phase_on_a_run_of_several_loads_says_which_to_pick(
     assert "--phase burst compares one phase" in stderr
     _, _, stderr = invoke("compare", str(golden), str(golden))  # one phase: no note
     assert "compared together" not in stderr
+
+
+def test_an_interrupt_once_the_engine_exists_stops_it_as_the_storm_handler_would() -> None:
+    import os
+    import signal
+
+    import anyio
+
+    from zg_load.runner import _EarlyStop
+
+    class Target:
+        def __init__(self) -> None:
+            self.reasons: list[str] = []
+
+        def stop(self, reason: str = "interrupted") -> None:
+            self.reasons.append(reason)
+
+    async def main() -> tuple[list[str], list[str]]:
+        early_target, late_target = Target(), Target()
+        with _EarlyStop() as early:
+            os.kill(os.getpid(), signal.SIGINT)  # after the last check, before the engine
+            early.forward_to(early_target)  # stopped at once
+        with _EarlyStop() as late:
+            late.forward_to(late_target)
+            os.kill(os.getpid(), signal.SIGINT)  # before the storm's own handler is in
+            await anyio.sleep(0.05)
+        return early_target.reasons, late_target.reasons
+
+    assert anyio.run(main) == (["interrupted"], ["interrupted"])

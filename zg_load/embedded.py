@@ -7,16 +7,14 @@ TOKEN`` when it is ready; we read those two lines, and stop it with SIGTERM at t
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from zg_load.interrupts import sigint_ignored
 from zg_load.scenario import ServiceSpec
 
 READY_PREFIX = "zg-load serve: listening on "
@@ -104,7 +102,7 @@ def start_embedded(
         "--db",
         str(db),
     ]
-    with _sigint_ignored():
+    with sigint_ignored():  # a Ctrl-C in the terminal is for zg-load, which stops us
         proc = subprocess.Popen(
             cmd + service_args(spec), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
@@ -122,22 +120,6 @@ def start_embedded(
     for stream in (proc.stdout, proc.stderr):
         threading.Thread(target=_drain, args=(stream,), daemon=True).start()
     return EmbeddedService(url, token, proc, db_dir)
-
-
-@contextlib.contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """Start the service with SIGINT ignored (inherited across exec; the service keeps an
-    inherited ignore): a Ctrl-C in the terminal reaches the whole process group, and it is
-    for zg-load, which keeps what it measured, reads the service's state and then stops it
-    with SIGTERM. A service stopped by the same Ctrl-C would fail the run's last requests."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _drain(stream: object) -> None:

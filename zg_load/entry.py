@@ -12,7 +12,7 @@ import sys
 def main() -> None:
     try:
         from zg_load.cli import main as cli_main
-    except KeyboardInterrupt:
-        sys.stderr.write("\nzg-load: interrupted\n")
-        raise SystemExit(130) from None
+    except KeyboardInterrupt:  # before the load started: as run --help says, exit 2
+        sys.stderr.write("\nzg-load: interrupted before the load started: nothing was sent\n")
+        raise SystemExit(2) from None
     cli_main()

@@ -9,6 +9,7 @@ what it measured and is marked partial), and writes the run directory.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import platform
@@ -297,10 +298,10 @@ async def _run(
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
         observations: Observations | None = None
         if scale.active:
-            result = await _storm_scaled(scenario, client, run_dir, progress, scale)
+            result = await _storm_scaled(scenario, client, run_dir, progress, scale, early)
         else:
             observations = Observations()
-            result = await _storm(scenario, client, run_dir, progress, observations)
+            result = await _storm(scenario, client, run_dir, progress, observations, early)
         state = await target_state(client)
     finally:
         await client.aclose()
@@ -340,6 +341,7 @@ async def _storm(
     run_dir: Path,
     progress: Progress,
     observations: Observations,
+    early: _EarlyStop,
 ) -> RunResult:
     config = engine_config(scenario)
     sink = _Sink(run_dir, progress)
@@ -356,6 +358,7 @@ async def _storm(
         observer=observations.observe,
         on_phase=on_phase,
     )
+    early.forward_to(engine)
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_watch_signals, engine)
@@ -417,7 +420,12 @@ class _Pool(Protocol):
 
 
 async def _storm_scaled(
-    scenario: Scenario, client: TargetClient, run_dir: Path, progress: Progress, scale: ScaleOut
+    scenario: Scenario,
+    client: TargetClient,
+    run_dir: Path,
+    progress: Progress,
+    scale: ScaleOut,
+    early: _EarlyStop,
 ) -> RunResult:
     """The scenario on worker processes or Ray actors; phase setups stay in this process."""
     from zg_load.ray_workers import RayPool
@@ -442,6 +450,7 @@ async def _storm_scaled(
             on_interval=on_interval,
             settings=WorkerSettings(transport=scale.transport),
         )
+    early.forward_to(pool)
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_watch_signals, pool)
@@ -469,13 +478,23 @@ async def _phase_setups(scenario: Scenario, client: TargetClient, pool: _Pool, s
 class _EarlyStop:
     """Ctrl-C or SIGTERM before the load starts: noted at once, acted on at the next check,
     before anything is sent or written (no traceback from wherever the signal landed).
-    Once the storm starts, its own handler takes over (``_watch_signals``)."""
+    Once the engine (or worker pool) exists, a signal stops it, as the storm's own handler
+    (``_watch_signals``) does once it is installed: the run keeps what it measured."""
 
     _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.signalled = False
         self._previous: dict[int, Any] = {}
+        self._target: _Stoppable | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def forward_to(self, target: _Stoppable) -> None:
+        """From now on a signal stops ``target``; one that came since the last check stops it
+        at once (a partial run, exit 1)."""
+        self._target, self._loop = target, asyncio.get_running_loop()
+        if self.signalled:
+            target.stop("interrupted")
 
     def __enter__(self) -> _EarlyStop:
         if threading.current_thread() is threading.main_thread():
@@ -488,7 +507,11 @@ class _EarlyStop:
             signal.signal(signum, handler)
 
     def _note(self, signum: int, frame: object) -> None:
-        if not self.signalled:
+        if self._target is not None and self._loop is not None:
+            click.echo("\nzg-load: stopping; keeping what was measured (partial run)", err=True)
+            with contextlib.suppress(RuntimeError):  # the loop has closed: the run is over
+                self._loop.call_soon_threadsafe(self._target.stop, "interrupted")
+        elif not self.signalled:
             click.echo("\nzg-load: stopping before the load starts", err=True)
         self.signalled = True
 

@@ -32,6 +32,7 @@ import anyio
 
 from zg_load.clock import RealClock
 from zg_load.engine import Engine, engine_config
+from zg_load.interrupts import sigint_ignored
 from zg_load.merge import (
     CohortWire,
     IntervalWire,
@@ -335,7 +336,8 @@ class WorkerPool:
             name=f"zg-load-worker-{index}",
         )
         proc.daemon = True  # never outlive the parent
-        proc.start()
+        with sigint_ignored():  # from its first import: a Ctrl-C reaches us as `stop`
+            proc.start()
         return proc
 
     def _open_gate(self, procs: list[BaseProcess], late: bool) -> None:
