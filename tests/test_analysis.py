@@ -159,3 +159,15 @@ def test_no_baseline_traffic_means_no_recovery_figure() -> None:
     views = [iv(0, {}), iv(1, {(3, "ok"): 10}, all_p99_ms=5.0)]
     rec = recovery_time(views, (0, 1 * S), 1 * S)
     assert rec.time_s is None and rec.baseline_p99_us is None
+
+
+def test_adherence_counts_its_latency_comparisons() -> None:
+    views = [
+        iv(0, {(4, "ok"): 100, (5, "ok"): 100}, {4: 9.0, 5: 4.0}),  # refusals and p99s
+        iv(1, {(4, "ok"): 60, (5, "ok"): 60}, {4: 9.0, 5: 400.0}),  # refusals only
+    ]
+    a = priority_adherence(views)
+    assert (a.comparisons, a.p99_comparisons, a.held) == (3, 1, 3)
+    # a service that inverts latency where samples are few still scores 1.0: the count of
+    # latency comparisons is what tells the two apart (the report says when it is 0)
+    assert priority_adherence(views[1:]).p99_comparisons == 0

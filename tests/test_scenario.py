@@ -592,7 +592,16 @@ def test_closed_loop_errors(stream: str, error: str) -> None:
         ),
         (
             '"latency.p99_ms{op=approval,priority=3,outcome=shed} < 5"',
-            "c.toml:1: checks[0]: unknown outcome 'shed'; outcomes are ok, refused,",
+            "c.toml:1: checks[0]: unknown outcome 'shed'; outcomes are refused, error,",
+        ),
+        (
+            '"latency.p99_ms{op=approval,priority=3,outcome=ok} < 5"',
+            "c.toml:1: checks[0]: admitted requests are the series without an outcome: "
+            "latency.p99_ms{op=approval,priority=3}",
+        ),
+        (
+            '"latency.p99_ms{op=approval,priority=03} < 5"',
+            "c.toml:1: checks[0]: this scenario sends no approval requests of priority 03",
         ),
         ('"stability{op=approval} > 0.9"', "c.toml:1: checks[0]: stability takes no labels"),
     ],

@@ -150,9 +150,17 @@ async def test_a_validation_check_in_a_run_without_validation_says_why_it_fails(
 async def test_a_check_on_a_validation_section_the_scenario_lacks_says_so() -> None:
     _, s = await summarize(max_in_flight=4096, service_time_s=0.004)
     s["validation"] = {"storm": {"processing_rate": 10.0}, "resilience": {"score": 1.0}}
-    recall, rate = with_checks(
+    recall, rate, detect = with_checks(
         s,
-        (parse_check("hallucination.recall > 0.9"), parse_check("storm.processing_rate_per_s > 1")),
+        (
+            parse_check("hallucination.recall > 0.9"),
+            parse_check("storm.processing_rate_per_s > 1"),
+            parse_check("time_to_detect_s < 30"),  # written by the user: not a default
+        ),
+    )
+    assert (detect.passed, detect.note) == (
+        False,
+        "not measured: this run applied no stress that has a time to detect",
     )
     assert (recall.passed, recall.note) == (
         False,

@@ -113,21 +113,23 @@ class Adherence:
     held: int
     weight: int
     weight_held: int
+    p99_comparisons: int = 0  # of ``comparisons``, those of latency (the rest: turned away)
 
 
 def _pair_comparisons(
     v: IntervalView, op: str, lo: int, hi: int, tol_rel: float, tol_us: float, min_admitted: int
-) -> list[tuple[int, bool]]:
+) -> list[tuple[int, bool, bool]]:
+    """(weight, held, is a p99 comparison) of each comparison made for the pair."""
     ok_lo, ok_hi = v.admitted(op, lo), v.admitted(op, hi)
     if ok_lo == 0 and ok_hi == 0:
         return []  # neither was served: nothing about priority to compare
     n_lo, n_hi = v.total(op, lo), v.total(op, hi)
     weight = n_lo + n_hi
     # turned away: refused, or failed (error, timeout, transport)
-    out = [(weight, (n_hi - ok_hi) * n_lo <= (n_lo - ok_lo) * n_hi)]
+    out = [(weight, (n_hi - ok_hi) * n_lo <= (n_lo - ok_lo) * n_hi, False)]
     p_lo, p_hi = v.p99_ok_us.get((op, lo)), v.p99_ok_us.get((op, hi))
     if p_lo is not None and p_hi is not None and min(ok_lo, ok_hi) >= min_admitted:
-        out.append((weight, p_hi <= p_lo * (1.0 + tol_rel) + tol_us))
+        out.append((weight, p_hi <= p_lo * (1.0 + tol_rel) + tol_us, True))
     return out
 
 
@@ -138,21 +140,22 @@ def priority_adherence(
     min_admitted: int = MIN_ADMITTED,
 ) -> Adherence:
     """Request-weighted share of adjacent-priority comparisons that hold (module doc)."""
-    results: list[tuple[int, bool]] = []
+    results: list[tuple[int, bool, bool]] = []
     tol_us = tolerance_ms * 1000.0
     for v in views:
         for op in sorted({o for (o, _, _) in v.counts}):
             prios = sorted({p for (o, p, _), n in v.counts.items() if o == op and n > 0})
             for lo, hi in zip(prios, prios[1:], strict=False):
                 results += _pair_comparisons(v, op, lo, hi, tolerance, tol_us, min_admitted)
-    weight = sum(w for w, _ in results)
-    weight_held = sum(w for w, ok in results if ok)
+    weight = sum(w for w, _, _ in results)
+    weight_held = sum(w for w, ok, _ in results if ok)
     return Adherence(
         value=weight_held / weight if weight else None,
         comparisons=len(results),
-        held=sum(1 for _, ok in results if ok),
+        held=sum(1 for _, ok, _ in results if ok),
         weight=weight,
         weight_held=weight_held,
+        p99_comparisons=sum(1 for _, _, latency in results if latency),
     )
 
 

@@ -175,8 +175,15 @@ def _figure(p: Plot) -> str:
 def _storm(summary: Mapping[str, Any]) -> str:
     rec = summary.get("recovery") or {}
     tp = summary["throughput"]
+    d = summary["priority_adherence_detail"]
+    adherence = fmt(summary["priority_adherence"], 3)
+    if d.get("p99_comparisons") is not None:
+        adherence += (
+            f" ({d['held']} of {d['comparisons']} comparisons held; "
+            f"{d['p99_comparisons']} of them of p99 latency)"
+        )
     rows = [
-        ["priority adherence", _e(fmt(summary["priority_adherence"], 3))],
+        ["priority adherence", _e(adherence)],
         ["completion rate", _e(fmt(_pct(summary["completion_rate"]), 2, " %"))],
         ["throughput (answered)", _e(fmt(tp["answered_per_s"], 1, "/s"))],
         ["throughput (admitted)", _e(fmt(tp["admitted_per_s"], 1, "/s"))],

@@ -73,10 +73,13 @@ def unknown_series(metric: str, priorities: Mapping[str, Set[int]]) -> str | Non
         hint = f"; did you mean {close[0]}?" if close else ""
         return f"this scenario sends no {op!r} requests{hint}"
     known = sorted(priorities[op])
-    if not priority.isdigit() or int(priority) not in known:
+    if not priority.isdigit() or str(int(priority)) != priority or int(priority) not in known:
         listed = ", ".join(str(p) for p in known)
         return f"this scenario sends no {op} requests of priority {priority} (only {listed})"
     outcome = labels.get("outcome")
+    if outcome == "ok":
+        plain = f"{base}{{op={op},priority={priority}}}"
+        return f"admitted requests are the series without an outcome: {plain}"
     if outcome is not None and outcome not in OUTCOMES:
-        return f"unknown outcome {outcome!r}; outcomes are {', '.join(OUTCOMES)}"
+        return f"unknown outcome {outcome!r}; outcomes are {', '.join(OUTCOMES[1:])}"
     return None

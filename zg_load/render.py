@@ -230,12 +230,19 @@ def _refusals(by_priority: Mapping[str, Any]) -> list[str]:
 def storm_lines(s: Mapping[str, Any]) -> list[str]:
     d = s["priority_adherence_detail"]
     rec = s.get("recovery")
+    latency = d.get("p99_comparisons")
+    of_p99 = "" if latency is None else f", {latency} of them of p99 latency"
     out = [
         "Storm" if rec is not None else "Service under load",
         f"  priority adherence   {fmt(s['priority_adherence'], 3)}"
-        f"  (request-weighted share of {d['comparisons']} adjacent-priority comparisons;"
+        f"  (request-weighted share of {d['comparisons']} adjacent-priority comparisons{of_p99};"
         f" {d['held']} held)",
     ]
+    if latency == 0 and d["comparisons"]:
+        out.append(
+            "                       no cohort had 100 admitted requests of two adjacent priorities:"
+            " this adherence compares who was turned away, not latency"
+        )
     if rec is not None:
         never = " (never recovered within the run)" if rec["recovery_time_s"] is None else ""
         out += [

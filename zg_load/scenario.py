@@ -281,6 +281,8 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
     raw = _decode(text, where)
     mixes = {name: _build_mix(name, entries, where) for name, entries in raw.mixes.items()}
     analysis = _build_analysis(raw.analysis, where)
+    phases = _build_phases(raw, mixes, where)
+    used = {stream.mix for phase in phases for stream in phase.streams}
     return Scenario(
         name=_nonempty(raw.name, ("name",), where),
         description=raw.description,
@@ -293,8 +295,8 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
         service=_build_service(raw.service, where),
         analysis=analysis,
         mixes=mixes,
-        phases=_build_phases(raw, mixes, where),
-        checks=_build_checks(raw, analysis, where, _priorities(mixes)),
+        phases=phases,
+        checks=_build_checks(raw, analysis, where, _priorities(mixes, used)),
         source=source,
     )
 
@@ -515,11 +517,11 @@ def _check_roles(phases: tuple[Phase, ...], where: _Locator) -> None:
         first.setdefault(phase.role, i)
 
 
-def _priorities(mixes: Mapping[str, tuple[OpSpec, ...]]) -> dict[str, set[int]]:
-    """The priorities each operation of the scenario's mixes is sent at."""
+def _priorities(mixes: Mapping[str, tuple[OpSpec, ...]], used: set[str]) -> dict[str, set[int]]:
+    """The priorities each operation is sent at, in the mixes the phases use."""
     out: dict[str, set[int]] = {}
-    for ops in mixes.values():
-        for spec in ops:
+    for name in used:
+        for spec in mixes[name]:
             out.setdefault(spec.op, set()).update(p for p, _ in spec.priority_weights)
     return out
 

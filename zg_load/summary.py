@@ -306,6 +306,7 @@ def build_summary(
         "priority_adherence_detail": {
             "comparisons": adherence.comparisons,
             "held": adherence.held,
+            "p99_comparisons": adherence.p99_comparisons,
             "weight": adherence.weight,
             "weight_held": adherence.weight_held,
         },
@@ -358,7 +359,7 @@ def metrics(summary: Mapping[str, Any]) -> dict[str, float | None]:
     return m
 
 
-_VALIDATION_ONLY = frozenset(VALIDATION_METRICS) | {"resilience_score"}
+_VALIDATION_ONLY = frozenset(VALIDATION_METRICS) | {"resilience_score", "time_to_detect_s"}
 
 
 def _unvalidated(result: CheckResult, validation: Mapping[str, Any] | None) -> CheckResult:
@@ -370,6 +371,9 @@ def _unvalidated(result: CheckResult, validation: Mapping[str, Any] | None) -> C
         return result
     if validation is None:
         note = "not measured: validation needs a run in one process (without --workers or --ray)"
+        return replace(result, note=note)
+    if metric == "time_to_detect_s" and metric not in validation:
+        note = "not measured: this run applied no stress that has a time to detect"
         return replace(result, note=note)
     section = VALIDATION_METRICS[metric][0] if metric in VALIDATION_METRICS else None
     if section is None or section in validation:
