@@ -368,3 +368,22 @@ def test_an_interrupt_once_the_engine_exists_stops_it_as_the_storm_handler_would
         return early_target.reasons, late_target.reasons
 
     assert anyio.run(main) == (["interrupted"], ["interrupted"])
+
+
+def test_a_ctrl_c_while_the_reports_are_written_keeps_the_run_and_says_where(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import zg_load.runner
+
+    def interrupted(run_dir: Path, summary: object) -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(zg_load.runner, "write_run_reports", interrupted)
+    out = tmp_path / "run"
+    code, _, stderr = invoke("run", str(relaxed_smoke(tmp_path)), "--out", str(out), "-q")
+    assert code == 1
+    assert stderr.strip() == (
+        f"zg-load: interrupted while writing the reports; the run is in {out}: "
+        f"zg-load report {out} prints it (--format html writes report.html)"
+    )
+    assert (out / "summary.json").is_file() and (out / "latency.hlog").is_file()

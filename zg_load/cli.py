@@ -170,7 +170,7 @@ def run(
             scale=ScaleOut(workers, ray_address, transport),
         )
     except RunError as exc:
-        fail(str(exc))
+        fail(str(exc), exc.exit_code)
     click.echo(outcome.text, nl=False)
     click.echo(f"\nrun directory: {outcome.run_dir}")
     sys.exit(0 if outcome.summary["passed"] else 1)

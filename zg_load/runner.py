@@ -60,7 +60,12 @@ PREFLIGHT_TIMEOUT_S = 5.0
 
 class RunError(Exception):
     """The run cannot start: the target is unreachable or refused the setup, or the run
-    directory is unusable. The message is one line for the user."""
+    directory is unusable. The message is one line for the user; ``exit_code`` is 2, or 1
+    for a run that measured something but could not finish its reports."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 @dataclass(frozen=True)
@@ -156,7 +161,14 @@ def _execute(
     finally:
         if service is not None:
             service.stop()
-    text = write_run_reports(run_dir, summary)
+    try:
+        text = write_run_reports(run_dir, summary)
+    except KeyboardInterrupt:  # a second Ctrl-C: summary.json and latency.hlog are written
+        raise RunError(
+            f"interrupted while writing the reports; the run is in {run_dir}: "
+            f"zg-load report {run_dir} prints it (--format html writes report.html)",
+            exit_code=1,
+        ) from None
     return RunOutcome(summary, run_dir, text)
 
 
