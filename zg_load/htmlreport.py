@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from zg_load.plots import Plot
-from zg_load.render import WRK2_PERCENTILES, cell, fmt, percentile_rows, phase_cell
+from zg_load.render import WRK2_PERCENTILES, by_phase_tables, cell, fmt, percentile_rows
 from zg_load.report_formats import RunHistograms
 from zg_load.validation import SECTIONS
 from zg_load.validation_render import render_validation
@@ -103,21 +103,10 @@ def _phases(phases: Sequence[Mapping[str, Any]]) -> str:
 
 def _by_phase(phases: Sequence[Mapping[str, Any]]) -> str:
     """Refused share / p99 of admitted per priority, for requests completed in each phase."""
-    out = []
-    for op in sorted({op for p in phases for op in p.get("by_priority", {})}):
-        prios = sorted({int(k) for p in phases for k in p["by_priority"].get(op, {})}, reverse=True)
-        rows = []
-        for p in phases:
-            cells = [_e(p["name"])]
-            for prio in prios:
-                r = p["by_priority"].get(op, {}).get(str(prio))
-                if r is None:
-                    cells.append("-")
-                    continue
-                cells.append(_e(phase_cell(r)))
-            rows.append(cells)
-        out.append(html_table([op, *(f"p{q}" for q in prios)], rows))
-    return "".join(out)
+    return "".join(
+        html_table(heads, [[_e(c) for c in row] for row in rows])
+        for heads, rows in by_phase_tables(phases)
+    )
 
 
 def _latency(summary: Mapping[str, Any], hists: RunHistograms) -> str:

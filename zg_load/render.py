@@ -90,24 +90,30 @@ def _phases(phases: Sequence[Mapping[str, Any]]) -> list[str]:
     return ["Phases", *table(heads, rows)]
 
 
-def _by_phase(phases: Sequence[Mapping[str, Any]]) -> list[str]:
-    ops = sorted({op for p in phases for op in p["by_priority"]})
-    out = [
-        "By phase: refused / p99 of admitted, per priority (requests that completed in the phase)"
-    ]
-    for op in ops:
+def by_phase_tables(
+    phases: Sequence[Mapping[str, Any]],
+) -> list[tuple[list[str], list[list[str]]]]:
+    """The By-phase tables, one per operation: (headers, rows), each cell a ``phase_cell``
+    or "-" (the text, Markdown and HTML reports draw them)."""
+    out = []
+    for op in sorted({op for p in phases for op in p.get("by_priority", {})}):
         prios = sorted({int(k) for p in phases for k in p["by_priority"].get(op, {})}, reverse=True)
         rows = []
         for p in phases:
-            cells = []
-            for prio in prios:
-                r = p["by_priority"].get(op, {}).get(str(prio))
-                if r is None:
-                    cells.append("-")
-                    continue
-                cells.append(phase_cell(r))
-            rows.append([p["name"], *cells])
-        out += table([op, *(f"p{q}" for q in prios)], rows)
+            mine = p["by_priority"].get(op, {})
+            rows.append(
+                [p["name"], *(phase_cell(mine[str(q)]) if str(q) in mine else "-" for q in prios)]
+            )
+        out.append(([op, *(f"p{q}" for q in prios)], rows))
+    return out
+
+
+def _by_phase(phases: Sequence[Mapping[str, Any]]) -> list[str]:
+    out = [
+        "By phase: refused / p99 of admitted, per priority (requests that completed in the phase)"
+    ]
+    for heads, rows in by_phase_tables(phases):
+        out += table(heads, rows)
     return out
 
 

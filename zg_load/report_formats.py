@@ -22,11 +22,11 @@ from zg_load.hdr import Histogram
 from zg_load.hlog import Key, key_for, parse_log
 from zg_load.render import (
     WRK2_PERCENTILES,
+    by_phase_tables,
     cell,
     fmt,
     generator_lines,
     percentile_rows,
-    phase_cell,
     storm_lines,
 )
 from zg_load.validation import SECTIONS
@@ -146,7 +146,11 @@ def render_markdown(summary: Mapping[str, Any], hists: RunHistograms | None = No
         "",
         "Requests that completed in the phase.",
         "",
-        *_md_by_phase(summary["phases"]),
+        *(
+            line
+            for heads, rows in by_phase_tables(summary["phases"])
+            for line in md_table(heads, rows)
+        ),
         "",
         "### Latency of admitted requests (ms, from the intended start)",
         "",
@@ -167,19 +171,6 @@ def render_markdown(summary: Mapping[str, Any], hists: RunHistograms | None = No
     if "checks" in summary:
         lines += ["", "### Checks", "", *_md_checks(summary["checks"])]
     return "\n".join(lines) + "\n"
-
-
-def _md_by_phase(phases: Sequence[Mapping[str, Any]]) -> list[str]:
-    out: list[str] = []
-    for op in sorted({op for p in phases for op in p["by_priority"]}):
-        prios = sorted({int(k) for p in phases for k in p["by_priority"].get(op, {})}, reverse=True)
-        rows = []
-        for p in phases:
-            mine = p["by_priority"].get(op, {})
-            cells = [phase_cell(mine[str(q)]) if str(q) in mine else "-" for q in prios]
-            rows.append([p["name"], *cells])
-        out += md_table([op, *(f"p{q}" for q in prios)], rows)
-    return out
 
 
 def _md_latency(summary: Mapping[str, Any], hists: RunHistograms | None) -> list[str]:
