@@ -126,19 +126,29 @@ DEFAULT_CHECKS: tuple[Check, ...] = tuple(
 )
 
 
-def evaluate(checks: Sequence[Check], metrics: Mapping[str, float | None]) -> list[CheckResult]:
+def evaluate(
+    checks: Sequence[Check],
+    metrics: Mapping[str, float | None],
+    unmeasured: Mapping[str, str] | None = None,
+) -> list[CheckResult]:
     """Judge each check against ``metrics`` (canonical metric name -> value or None).
 
-    Absent metric: a default check does not apply (passed None); a user check fails and
-    the note names the closest known metrics. A None or NaN value fails with "no value".
+    Absent metric: a default check does not apply (passed None); a user check fails, and
+    its note is the reason from ``unmeasured`` (metric -> why this run could not measure
+    it) or else names the closest known metrics. A None or NaN value fails with "no value".
     """
-    return [_evaluate_one(check, metrics) for check in checks]
+    return [_evaluate_one(check, metrics, unmeasured or {}) for check in checks]
 
 
-def _evaluate_one(check: Check, metrics: Mapping[str, float | None]) -> CheckResult:
+def _evaluate_one(
+    check: Check, metrics: Mapping[str, float | None], unmeasured: Mapping[str, str]
+) -> CheckResult:
     if check.metric not in metrics:
         if check.default:
             return CheckResult(check, None, None, "not measured in this run")
+        reason = unmeasured.get(check.metric)
+        if reason is not None:
+            return CheckResult(check, None, False, reason)
         return CheckResult(check, None, False, f"no such metric; known: {_closest(check, metrics)}")
     value = metrics[check.metric]
     if value is None or math.isnan(value):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping, Set
 
+from zg_load.outcome import Outcome
+
 STATS = ("p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms")
 RUN_METRICS = (
     "priority_adherence",
@@ -44,7 +46,6 @@ def unknown_metric(metric: str) -> str | None:
     return f"unknown metric {base!r}{hint}"
 
 
-OUTCOMES = ("ok", "refused", "error", "timeout", "transport")
 _LABELLED = {"latency": ("op", "priority", "outcome"), "service": ("op", "priority", "outcome")}
 
 
@@ -80,6 +81,7 @@ def unknown_series(metric: str, priorities: Mapping[str, Set[int]]) -> str | Non
     if outcome == "ok":
         plain = f"{base}{{op={op},priority={priority}}}"
         return f"admitted requests are the series without an outcome: {plain}"
-    if outcome is not None and outcome not in OUTCOMES:
-        return f"unknown outcome {outcome!r}; outcomes are {', '.join(OUTCOMES[1:])}"
+    others = [o.value for o in Outcome if o is not Outcome.OK]
+    if outcome is not None and outcome not in others:
+        return f"unknown outcome {outcome!r}; outcomes are {', '.join(others)}"
     return None

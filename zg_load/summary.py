@@ -9,7 +9,6 @@ the summary alone (``metrics``), so checks can be re-evaluated from artifacts.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 from zg_load import __version__
@@ -359,26 +358,25 @@ def metrics(summary: Mapping[str, Any]) -> dict[str, float | None]:
     return m
 
 
-_VALIDATION_ONLY = frozenset(VALIDATION_METRICS) | {"resilience_score", "time_to_detect_s"}
-
-
-def _unvalidated(result: CheckResult, validation: Mapping[str, Any] | None) -> CheckResult:
-    """A user's check on a validation metric that the run did not measure still fails, and
-    says why instead of "no such metric": the run used worker processes (which keep the
-    answers validation needs), or the scenario has no such section."""
-    metric = result.check.metric
-    if metric not in _VALIDATION_ONLY or result.passed is not False or result.value is not None:
-        return result
+def unmeasured(summary: Mapping[str, Any]) -> dict[str, str]:
+    """Why each validation metric this run has no value for was not measured: the run used
+    worker processes (which keep the answers validation needs), or the scenario applied no
+    such stress."""
+    validation = summary.get("validation")
+    names = [*VALIDATION_METRICS, "time_to_detect_s", "resilience_score"]
     if validation is None:
-        note = "not measured: validation needs a run in one process (without --workers or --ray)"
-        return replace(result, note=note)
-    if metric == "time_to_detect_s" and metric not in validation:
-        note = "not measured: this run applied no stress that has a time to detect"
-        return replace(result, note=note)
-    section = VALIDATION_METRICS[metric][0] if metric in VALIDATION_METRICS else None
-    if section is None or section in validation:
-        return result
-    return replace(result, note=f"not measured: this scenario has no {section} section")
+        why = "not measured: validation needs a run in one process (without --workers or --ray)"
+        return dict.fromkeys(names, why)
+    out = {
+        name: f"not measured: this scenario has no {section} section"
+        for name, (section, _, _) in VALIDATION_METRICS.items()
+        if section not in validation
+    }
+    if "time_to_detect_s" not in validation:
+        out["time_to_detect_s"] = (
+            "not measured: this run applied no stress that has a time to detect"
+        )
+    return out
 
 
 def metric_name(metric: str, labels: Mapping[str, str]) -> str:
@@ -389,8 +387,7 @@ def metric_name(metric: str, labels: Mapping[str, str]) -> str:
 
 def with_checks(summary: dict[str, Any], checks: tuple[Check, ...]) -> list[CheckResult]:
     """Evaluate the checks against the summary and store them in it; returns the results."""
-    results = evaluate(checks, metrics(summary))
-    results = [_unvalidated(r, summary.get("validation")) for r in results]
+    results = evaluate(checks, metrics(summary), unmeasured(summary))
     summary["checks"] = [
         {
             "name": r.check.text,
