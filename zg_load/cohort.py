@@ -6,7 +6,7 @@ after a storm holds priority-5 requests queued (or refused) in the storm beside 
 priorities sent after it: two different moments compared as one. A cohort holds the
 requests *intended* in one interval, whenever they completed.
 
-``Cohorts`` is fed completions (key id, intended start, corrected latency) in batches and
+``Cohorts`` is fed completions (per cohort and key, their corrected latencies) in batches and
 seals a cohort once every request intended in its interval has completed (the caller says
 how many were intended), or when the run ends. Guarantees:
 - a sealed cohort holds exactly the completions of the requests intended in its interval:
@@ -52,11 +52,14 @@ class CohortStats:
 class _Open:
     counts: dict[int, int] = field(default_factory=dict)  # by key id
     ok: dict[int, list[_Rows]] = field(default_factory=dict)  # latencies by ok key id
-    completed: int = 0
 
 
 class Cohorts:
-    """Groups completions by the interval of their intended start; seals complete cohorts."""
+    """Groups completions by the interval of their intended start; seals complete cohorts.
+
+    The caller groups a batch by (cohort, key id), checks the batch's cohorts first
+    (``check``), then adds each group (``add``).
+    """
 
     def __init__(
         self,
@@ -78,36 +81,25 @@ class Cohorts:
         """Latencies held for cohorts not sealed yet (one per admitted request)."""
         return sum(len(a) for c in self._open.values() for parts in c.ok.values() for a in parts)
 
-    def add(self, key_ids: _Rows, intended_ns: _Rows, latency_us: _Rows) -> None:
-        """Add a batch of completions (three aligned arrays; ``intended_ns`` from run start)."""
-        if key_ids.size == 0:
-            return
-        index = intended_ns // self._interval_ns
-        if (index < 0).any():
-            raise ValueError("an intended start before the run's start was recorded")
-        if self._sealed and not self._sealed.isdisjoint(np.unique(index).tolist()):
+    def check(self, indices: _Rows) -> None:
+        """Refuse a batch with a completion for a cohort already sealed (before any change)."""
+        if self._sealed and not self._sealed.isdisjoint(np.unique(indices).tolist()):
             raise ValueError("a completion was recorded for a cohort already sealed")
-        n_keys, first = int(key_ids.max()) + 1, int(index.min())
-        code = (index - first) * n_keys + key_ids
-        # Sorting small codes as int16 is several times faster (numpy radix-sorts them).
-        order = np.argsort(code.astype(np.int16) if code.max() < 1 << 15 else code, kind="stable")
-        bounds = np.flatnonzero(np.diff(code[order])) + 1
-        for group in np.split(order, bounds):
-            offset, key_id = divmod(int(code[group[0]]), n_keys)
-            i = first + offset
-            cohort = self._open.get(i)
-            if cohort is None:
-                cohort = self._open[i] = _Open()
-            cohort.counts[key_id] = cohort.counts.get(key_id, 0) + len(group)
-            cohort.completed += len(group)
-            if self._key_of(key_id)[2] == "ok":
-                cohort.ok.setdefault(key_id, []).append(latency_us[group])
+
+    def add(self, index: int, key_id: int, latency_us: _Rows) -> None:
+        """Add the completions of one key in cohort ``index`` (their corrected latencies)."""
+        cohort = self._open.get(index)
+        if cohort is None:
+            cohort = self._open[index] = _Open()
+        cohort.counts[key_id] = cohort.counts.get(key_id, 0) + len(latency_us)
+        if self._key_of(key_id)[2] == "ok":
+            cohort.ok.setdefault(key_id, []).append(latency_us)
 
     def seal(self, expected: Callable[[int], int], before: int) -> list[CohortStats]:
         """Seal, in order, each cohort below index ``before`` whose completions reached
         ``expected(index)`` (the requests intended in its interval, final by then)."""
         ready = sorted(
-            i for i, c in self._open.items() if i < before and c.completed >= expected(i)
+            i for i, c in self._open.items() if i < before and sum(c.counts.values()) >= expected(i)
         )
         return [self._seal_one(i) for i in ready]
 

@@ -158,9 +158,14 @@ class Recorder:
         # Check both buffers before changing anything, so a failed fold loses nothing.
         _check(done, 5, len(self._keys))
         _check(sent, 2, len(self._keys))
-        self._cohorts.add(done[:, 0], done[:, 4], done[:, 2])  # checks its rows before adding
+        cohorts = done[:, 4] // self._interval_ns
+        self._cohorts.check(cohorts)
         self._raw.clear()
         self._raw_lag.clear()
+        if done.size:
+            lowest = int(cohorts.min())
+            for (offset, key_id), group in _groups(cohorts - lowest, done[:, 0], len(self._keys)):
+                self._cohorts.add(lowest + offset, key_id, done[group, 2])
         done_offsets = self._offsets(done[:, 1], first)
         for (offset, key_id), group in _groups(done_offsets, done[:, 0], len(self._keys)):
             folded = self._folded_at(first + offset)
