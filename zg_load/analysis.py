@@ -10,15 +10,16 @@ cohort, for each operation and each pair of adjacent priorities that both had tr
 not both went unserved, two comparisons: the higher priority is turned away (refused, or
 failed: error, timeout, transport) no more often than the lower, and (when both had at
 least ``min_admitted`` admitted requests) its p99 latency is not above the lower one's
-p99 × (1 + tolerance) + tolerance_ms. Two priorities of which nothing was admitted say
-nothing about priority (a storm's lowest, all shed; a service that is down): a run in
-which nothing was served has no adherence (None), not a perfect one. Each comparison weighs as many requests
-as the two priorities had in that cohort; adherence is the weighted share of comparisons
-that hold (None when there were none). The nearest-rank p99 of fewer than 100 requests is their maximum,
-not a percentile: comparing two maxima compares two single outliers (one request
-admitted before a storm's queue built up, or one slow answer in a calm interval of
-30 requests), which would otherwise count as an inversion weighing every request of
-both priorities.
+p99 × (1 + tolerance) + tolerance_ms. Each comparison weighs as many requests as the two
+priorities had in that cohort; adherence is the weighted share of comparisons that hold.
+
+Two priorities of which nothing was admitted say nothing about priority (a storm's lowest,
+all shed; a service that is down): a run in which nothing was served has no adherence
+(None), not a perfect one. The nearest-rank p99 of fewer than 100 requests is their
+maximum, not a percentile: comparing two maxima compares two single outliers (one request
+admitted before a storm's queue built up, or one slow answer in a calm interval of 30
+requests), which would otherwise count as an inversion weighing every request of both
+priorities.
 
 Recovery time: the baseline is the median per-interval p99 of admitted requests and
 the refusal rate over the baseline phase. After the storm phase ends, the service

@@ -56,6 +56,7 @@ from zg_load.validation_observe import model_usage
 
 NS_PER_S = 1_000_000_000
 PREFLIGHT_TIMEOUT_S = 5.0
+STOPPING = "\nzg-load: stopping; keeping what was measured (partial run)"
 
 
 class RunError(Exception):
@@ -520,7 +521,7 @@ class _EarlyStop:
 
     def _note(self, signum: int, frame: object) -> None:
         if self._target is not None and self._loop is not None:
-            click.echo("\nzg-load: stopping; keeping what was measured (partial run)", err=True)
+            click.echo(STOPPING, err=True)
             with contextlib.suppress(RuntimeError):  # the loop has closed: the run is over
                 self._loop.call_soon_threadsafe(self._target.stop, "interrupted")
         elif not self.signalled:
@@ -539,5 +540,5 @@ class _Stoppable(Protocol):
 async def _watch_signals(engine: _Stoppable) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for _ in signals:
-            click.echo("\nzg-load: stopping; keeping what was measured (partial run)", err=True)
+            click.echo(STOPPING, err=True)
             engine.stop("interrupted")
