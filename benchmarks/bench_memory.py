@@ -25,6 +25,7 @@ from zg_load.engine import Engine, EngineConfig
 from zg_load.plan import Planned
 from zg_load.recorder import Recorder
 from zg_load.transport import make_client
+from zg_load.validation import Observations
 
 NS_PER_S = 1_000_000_000
 SAMPLE_S = 10
@@ -54,7 +55,8 @@ async def run(url: str, args: argparse.Namespace) -> list[tuple[int, float]]:
             await asyncio.sleep(SAMPLE_S)
 
     config = EngineConfig(int(duration_s * NS_PER_S), health_probe_interval_s=1.0)
-    engine = Engine(client, RealClock(), Recorder(NS_PER_S), config)
+    observations = Observations()  # what `zg-load run` keeps of each answer, for validation
+    engine = Engine(client, RealClock(), Recorder(NS_PER_S), config, observer=observations.observe)
     sampler = asyncio.create_task(sample())
     result = await engine.run(planned(args.rate, duration_s))
     sampler.cancel()

@@ -10,9 +10,9 @@ import pytest
 
 from zg_load.scenario import Scenario, parse_scenario
 from zg_load.validation import resilience_factors, resilience_score, validate, validation_metrics
-from zg_load.validation_admission import budget_section, storm_section
+from zg_load.validation_admission import budget_section, budget_watch, storm_section
 from zg_load.validation_common import nearest_rank, priority_pair_share, run_notes
-from zg_load.validation_observe import ApprovalSeen, Observations
+from zg_load.validation_observe import Approvals, ApprovalSeen, Observations
 from zg_load.validation_render import render_validation
 
 START = 1_700_000_000.0
@@ -53,13 +53,18 @@ def scenario(text: str = BUDGET) -> Scenario:
 
 def approval(priority: int, cost: float, done_ms: float, reason: str | None = None) -> ApprovalSeen:
     outcome = "ok" if reason is None else "refused"
-    return ApprovalSeen(0, priority, cost, outcome, reason, 0, round(done_ms * MS))
+    return ApprovalSeen(0, priority, cost, outcome, reason, round(done_ms * MS))
 
 
-def budget_obs() -> list[ApprovalSeen]:
+def seen(records: list[ApprovalSeen], watch: Scenario | None = None) -> Approvals:
+    """``records`` as the run's observer keeps them, watching ``watch``'s budget sums."""
+    return Approvals.of(records, budget_watch(watch or scenario()))
+
+
+def budget_obs() -> Approvals:
     approved = [approval(3, 1.9, ms) for ms in (1, 2, 3, 4, 5)]  # 9.5; crosses 8 at 5 ms
     denied = [approval(p, c, ms, "budget_exceeded") for p, c, ms in ((1, 3.5, 6), (2, 2.8, 7))]
-    return [approval(4, 0.0, 0.5), *approved, *denied, approval(1, 4.2, 8, "overloaded")]
+    return seen([approval(4, 0.0, 0.5), *approved, *denied, approval(1, 4.2, 8, "overloaded")])
 
 
 def budget_state(
@@ -99,7 +104,7 @@ def test_budget_section_counts_from_answers_ledger_and_notices() -> None:
 
 
 def test_budget_overrun_without_denials_is_not_respected() -> None:
-    overrun = [approval(1, 4.2, ms) for ms in (1, 2, 3)]  # 12.6 > 10: nothing refused
+    overrun = seen([approval(1, 4.2, ms) for ms in (1, 2, 3)])  # 12.6 > 10: nothing refused
     state = budget_state(reserved=12.6, notes=[note(1, "budget_soft_limit", 0.0015)])
     section = budget_section(overrun, scenario(), START, state)
     assert section is not None
@@ -125,7 +130,54 @@ def test_budget_without_notices_served_or_written() -> None:
 def test_budget_section_needs_a_limit_and_costed_approvals() -> None:
     no_limit = scenario(BUDGET.replace("budget_usd = 10.0\nsoft_budget_usd = 8.0", ""))
     assert budget_section(budget_obs(), no_limit, START, None) is None
-    assert budget_section([approval(4, 0.0, 1)], scenario(), START, None) is None
+    assert budget_section(seen([approval(4, 0.0, 1)]), scenario(), START, None) is None
+
+
+def test_approvals_are_counts_whatever_the_run_length() -> None:
+    approvals = Approvals(watch_usd=(5.0, 10.000002))
+    for i in range(50_000):  # 5 priorities, every 7th refused: 10 kinds of approval
+        refused = i % 7 == 6
+        outcome, reason = ("refused", "budget_exceeded") if refused else ("ok", None)
+        approvals.add(0, 1 + i % 5, 0.001, outcome, reason, i * 1_000)
+    assert len(approvals.counts) == 10  # memory: one count per kind, not one record per request
+    assert approvals.counts.total() == 50_000
+    assert approvals.counts[(0, 5, "refused", "budget_exceeded", True)] == 1_428
+    assert round(approvals.approved_cost_usd, 6) == 42.858  # 42,858 approved
+    assert approvals.first_done_ns == {"budget_exceeded": 6_000}
+    # the 5,000th approved (6 in every 7: request 833 * 7 + 1) took the sum to 5.0
+    assert approvals.crossed_ns(5.0) == 5_832_000
+    assert approvals.crossed_ns(10.000002) == 11_666_000  # the 10,001st: 1,666 * 7 + 4
+    assert approvals.crossed_ns(100.0) is None  # never reached: known without watching
+    with pytest.raises(LookupError):
+        approvals.crossed_ns(7.0)  # reached, but not watched: the moment was not kept
+
+
+def test_budget_watch_takes_the_ledger_before_the_run() -> None:
+    ledger = {"max_usd": 10.0, "soft_usd": 7.0, "spent_usd": 0.0, "reserved_usd": 0.0}
+    assert budget_watch(scenario()) == (8.0, 10.000002)  # the scenario's soft limit is 8.0
+    assert budget_watch(scenario(), {"budget": ledger}) == (7.0, 8.0, 10.000002)
+    other = {"budget": {**ledger, "max_usd": 20.0}}  # another budget's soft limit: not ours
+    assert budget_watch(scenario(), other) == (8.0, 10.000002)
+    no_soft = scenario(BUDGET.replace("soft_budget_usd = 8.0", ""))
+    assert budget_watch(no_soft) == (8.0, 10.000002)  # the API's default: 80 %
+    assert (
+        budget_watch(scenario(BUDGET.replace("budget_usd = 10.0\nsoft_budget_usd = 8.0", ""))) == ()
+    )
+
+
+def test_budget_crossing_of_a_soft_limit_changed_during_the_run_is_not_invented() -> None:
+    # the ledger says 7.0 after the run; the run watched 8.0 (scenario) only
+    state = budget_state()
+    state["budget"]["soft_usd"] = 7.0
+    section = budget_section(budget_obs(), scenario(), START, state)
+    assert section is not None
+    assert (section["soft_limit_usd"], section["soft_limit_crossed_at_s"]) == (7.0, None)
+    # watched from the start (the ledger said so before the run): measured, at 4 ms (7.6)
+    watched = Approvals.of(
+        [approval(3, 1.9, ms) for ms in (1, 2, 3, 4, 5)], budget_watch(scenario(), state)
+    )
+    section = budget_section(watched, scenario(), START, state)
+    assert section is not None and section["soft_limit_crossed_at_s"] == 0.004
 
 
 @pytest.mark.parametrize(
@@ -209,8 +261,8 @@ def test_storm_section() -> None:
         (3, "ok", None),
         (2, "error", None),
     ]:
-        obs.approvals.append(ApprovalSeen(1, priority, 0.1, outcome, reason, 0, 0))
-    obs.approvals.append(ApprovalSeen(0, 1, 0.1, "refused", "overloaded", 0, 0))  # not the storm
+        obs.approvals.add(1, priority, 0.1, outcome, reason, 0)
+    obs.approvals.add(0, 1, 0.1, "refused", "overloaded", 0)  # not the storm
     section = storm_section(obs, scenario(STORM), STORM_SUMMARY)
     assert section == {
         "tasks_sent": 6,

@@ -240,9 +240,8 @@ def test_observer_keeps_truth_and_verdicts() -> None:
         "resolution_time_ms": 0.2,
     }
     obs.observe(conflict, answer(found), 3 * MS)
-    assert [(a.priority, a.cost_usd, a.outcome, a.reason, a.done_ns) for a in obs.approvals] == [
-        (2, 2.8, "refused", "budget_exceeded", 9 * MS)
-    ]
+    assert obs.approvals.counts == {(0, 2, "refused", "budget_exceeded", True): 1}
+    assert obs.approvals.first_done_ns == {"budget_exceeded": 9 * MS}
     first, failed = obs.tasks
     assert (first.injected, first.flagged, first.corrected, first.correct_requested) == (
         True,

@@ -51,7 +51,7 @@ from zg_load.transport import (
     make_client,
     warm,
 )
-from zg_load.validation import Observations, attach
+from zg_load.validation import Observations, attach, observations_for
 from zg_load.validation_observe import model_usage
 
 NS_PER_S = 1_000_000_000
@@ -313,7 +313,7 @@ async def _run(
         if scale.active:
             result = await _storm_scaled(scenario, client, run_dir, progress, scale, early)
         else:
-            observations = Observations()
+            observations = observations_for(scenario, before)
             result = await _storm(scenario, client, run_dir, progress, observations, early)
         state = await target_state(client)
     finally:

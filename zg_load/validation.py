@@ -17,9 +17,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from zg_load.scenario import Scenario
-from zg_load.validation_admission import budget_detect_s, budget_section, storm_section
+from zg_load.validation_admission import (
+    budget_detect_s,
+    budget_section,
+    budget_watch,
+    storm_section,
+)
 from zg_load.validation_downgrade import downgrade_detect_s, downgrade_section
-from zg_load.validation_observe import Observations
+from zg_load.validation_observe import Approvals, Observations
 from zg_load.validation_outputs import (
     conflicts_detect_s,
     conflicts_section,
@@ -31,6 +36,7 @@ __all__ = [
     "SECTIONS",
     "Observations",
     "attach",
+    "observations_for",
     "resilience_factors",
     "resilience_score",
     "validate",
@@ -84,6 +90,12 @@ _DETECT: dict[str, Callable[[Mapping[str, Any]], tuple[bool, float | None]]] = {
     "conflicts": conflicts_detect_s,
     "downgrade": downgrade_detect_s,
 }
+
+
+def observations_for(scenario: Scenario, target_state: Mapping[str, Any] | None) -> Observations:
+    """The observer of one run, watching the budget sums ``budget_section`` will ask about
+    (``target_state``: the target as it was before the run)."""
+    return Observations(approvals=Approvals(budget_watch(scenario, target_state)))
 
 
 def validate(obs: Observations, scenario: Scenario, summary: Mapping[str, Any]) -> dict[str, Any]:

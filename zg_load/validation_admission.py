@@ -9,24 +9,24 @@ on ``budget_section`` and ``storm_section``.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from zg_load.scenario import Scenario
 from zg_load.validation_common import (
     NS_PER_S,
+    USD_EPSILON,
     first_note,
     priority_pair_share,
     ratio,
     run_notes,
 )
-from zg_load.validation_observe import ApprovalSeen, Observations
+from zg_load.validation_observe import ApprovalKey, Approvals, Observations
 
 BUDGET_EXCEEDED = "budget_exceeded"
 OVERLOADED = "overloaded"
 FAILED = ("error", "timeout", "transport")
 DEFAULT_SOFT_SHARE = 0.8  # the soft limit the API defaults to when none is set
-USD_EPSILON = 1e-6  # one micro-USD: the ledger's resolution
 
 
 def budget_limits(scenario: Scenario) -> tuple[float | None, float | None]:
@@ -38,8 +38,26 @@ def budget_limits(scenario: Scenario) -> tuple[float | None, float | None]:
     return limit, soft
 
 
+def budget_watch(
+    scenario: Scenario, target_state: Mapping[str, Any] | None = None
+) -> tuple[float, ...]:
+    """The approved sums whose crossing ``budget_section`` may ask for (``Approvals``'s
+    ``watch_usd``): the soft limit as the scenario sets it, as the API defaults it and as
+    the target's ledger has it before the run, and just past the hard limit (an overrun)."""
+    limit, soft_given = budget_limits(scenario)
+    if limit is None:
+        return ()
+    watch = {round(limit * DEFAULT_SOFT_SHARE, 6), limit + 2 * USD_EPSILON}
+    if soft_given is not None:
+        watch.add(soft_given)
+    ledger = _ledger(target_state)
+    if ledger is not None and abs(ledger["max"] - limit) <= USD_EPSILON:
+        watch.add(ledger["soft"])
+    return tuple(sorted(watch))
+
+
 def budget_section(
-    approvals: Sequence[ApprovalSeen],
+    approvals: Approvals,
     scenario: Scenario,
     start_epoch_s: float,
     target_state: Mapping[str, Any] | None,
@@ -64,36 +82,43 @@ def budget_section(
       budget ran out (the ``budget_exhausted`` notification, else the first
       ``budget_exceeded`` answer, else the answer that took the approved sum past the
       limit); None when the budget never ran out.
+
+    A crossing moment is kept only for the sums of ``budget_watch``: a ledger whose soft
+    limit changed during the run to another value the sum reached gives None.
     """
     limit, soft_given = budget_limits(scenario)
-    free = sum(1 for a in approvals if a.cost_usd <= 0)
-    approvals = [a for a in approvals if a.cost_usd > 0]
-    if limit is None or not approvals:
+    paid = Counter({key: n for key, n in approvals.counts.items() if key[4]})
+    free = sum(n for key, n in approvals.counts.items() if not key[4])
+    if limit is None or not paid:
         return None
     ledger = _ledger(target_state)
     soft = _soft_limit(limit, soft_given, ledger)
-    approved = [a for a in approvals if a.outcome == "ok"]
-    denied = [a for a in approvals if a.reason == BUDGET_EXCEEDED]
-    total = round(sum(a.cost_usd for a in approved), 6)
+    approved = _by_key(paid, lambda outcome, reason: outcome == "ok")
+    denied = _by_key(paid, lambda outcome, reason: reason == BUDGET_EXCEEDED)
+    total = round(approvals.approved_cost_usd, 6)
     committed, ledger_ok = None, None
     if ledger is not None:
         committed = round(ledger["spent"] + ledger["reserved"], 6)
         ledger_ok = committed <= ledger["max"] + USD_EPSILON
     client_ok = total <= limit + USD_EPSILON
     notes = run_notes(target_state, start_epoch_s)
-    crossed_s = _crossed_at_s(approved, soft)
+    crossed_s = _crossed_at_s(approvals, soft)
     soft_note = first_note(notes, "budget_soft_limit")
     exhausted_note = first_note(notes, "budget_exhausted")
-    exhausted_s = exhausted_note.at_s if exhausted_note else _first_s(denied)
+    exhausted_s = (
+        exhausted_note.at_s
+        if exhausted_note
+        else _seconds(approvals.first_done_ns.get(BUDGET_EXCEEDED))
+    )
     if exhausted_s is None:
-        exhausted_s = _crossed_at_s(approved, limit + 2 * USD_EPSILON)  # an overrun
+        exhausted_s = _crossed_at_s(approvals, limit + 2 * USD_EPSILON)  # an overrun
     return {
-        "total_operations": len(approvals),
+        "total_operations": paid.total(),
         "free_operations": free,
-        "approved_operations": len(approved),
-        "denied_operations": len(denied),
-        "shed_operations": sum(1 for a in approvals if a.reason == OVERLOADED),
-        "failed_operations": sum(1 for a in approvals if a.outcome in FAILED),
+        "approved_operations": approved.total(),
+        "denied_operations": denied.total(),
+        "shed_operations": _by_key(paid, lambda outcome, reason: reason == OVERLOADED).total(),
+        "failed_operations": _by_key(paid, lambda outcome, reason: outcome in FAILED).total(),
         "total_cost": total,
         "limit_usd": limit,
         "soft_limit_usd": soft,
@@ -101,9 +126,7 @@ def budget_section(
         "budget_respected": client_ok and ledger_ok is not False,
         "client_sum_respected": client_ok,
         "ledger_respected": ledger_ok,
-        "priority_based_denial": priority_pair_share(
-            (a.priority for a in denied), (a.priority for a in approved)
-        ),
+        "priority_based_denial": priority_pair_share(denied, approved),
         "approved_by_priority": _by_priority(approved),
         "denied_by_priority": _by_priority(denied),
         "budget_notification_sent": None
@@ -150,22 +173,30 @@ def _soft_limit(limit: float, given: float | None, ledger: Mapping[str, float] |
     return given if given is not None else round(limit * DEFAULT_SOFT_SHARE, 6)
 
 
-def _crossed_at_s(approved: Sequence[ApprovalSeen], soft: float) -> float | None:
-    running = 0.0
-    for a in sorted(approved, key=lambda a: a.done_ns):
-        running += a.cost_usd
-        if running >= soft - USD_EPSILON:
-            return a.done_ns / NS_PER_S
-    return None
+def _crossed_at_s(approvals: Approvals, usd: float) -> float | None:
+    try:
+        return _seconds(approvals.crossed_ns(usd))
+    except LookupError:  # the moment was not kept (see budget_section)
+        return None
 
 
-def _first_s(seen: Sequence[ApprovalSeen]) -> float | None:
-    return min(a.done_ns for a in seen) / NS_PER_S if seen else None
+def _seconds(done_ns: int | None) -> float | None:
+    return None if done_ns is None else done_ns / NS_PER_S
 
 
-def _by_priority(seen: Iterable[ApprovalSeen]) -> dict[str, int]:
-    counts = Counter(a.priority for a in seen)
-    return {str(p): counts[p] for p in sorted(counts)}
+def _by_key(
+    counts: Mapping[ApprovalKey, int], keep: Callable[[str, str | None], bool]
+) -> Counter[int]:
+    """Approvals per priority among ``counts`` whose (outcome, reason) ``keep`` accepts."""
+    out: Counter[int] = Counter()
+    for (_, priority, outcome, reason, _), n in counts.items():
+        if keep(outcome, reason):
+            out[priority] += n
+    return out
+
+
+def _by_priority(counts: Counter[int]) -> dict[str, int]:
+    return {str(p): counts[p] for p in sorted(counts) if counts[p]}
 
 
 def storm_section(
@@ -189,30 +220,28 @@ def storm_section(
     if storm is None:
         return None
     duration_s = summary["phases"][storm]["ran_s"]  # less than planned when interrupted
-    approvals = [a for a in obs.approvals if a.phase == storm]
-    outcomes = [a.outcome for a in approvals]
-    outcomes += [t.outcome for t in obs.tasks if t.phase == storm]
-    outcomes += [c.outcome for c in obs.conflicts if c.phase == storm]
-    processed = outcomes.count("ok")
-    shed = [a.priority for a in approvals if a.reason == OVERLOADED]
+    approvals = {key: n for key, n in obs.approvals.counts.items() if key[0] == storm}
+    admitted = _by_key(approvals, lambda outcome, reason: outcome == "ok")
+    processed = admitted.total()
+    processed += sum(1 for t in obs.tasks if t.phase == storm and t.outcome == "ok")
+    processed += sum(1 for c in obs.conflicts if c.phase == storm and c.outcome == "ok")
+    shed = _by_key(approvals, lambda outcome, reason: reason == OVERLOADED)
     return {
         "tasks_sent": summary["phases"][storm]["sent"],
         "tasks_processed": processed,
         "execution_time_s": duration_s,
         "processing_rate": round(processed / duration_s, 3) if duration_s else None,
         "priority_adherence": summary["priority_adherence"],
-        "priority_based_shedding": priority_pair_share(
-            shed, (a.priority for a in approvals if a.outcome == "ok")
-        ),
+        "priority_based_shedding": priority_pair_share(shed, admitted),
         "refusal_rate_by_priority": _refusal_rates(approvals),
         **_stability(summary),
         "recovery_time": summary.get("recovery_time_s"),
     }
 
 
-def _refusal_rates(approvals: Sequence[ApprovalSeen]) -> dict[str, float | None]:
-    sent = Counter(a.priority for a in approvals)
-    refused = Counter(a.priority for a in approvals if a.outcome == "refused")
+def _refusal_rates(approvals: Mapping[ApprovalKey, int]) -> dict[str, float | None]:
+    sent = _by_key(approvals, lambda outcome, reason: True)
+    refused = _by_key(approvals, lambda outcome, reason: outcome == "refused")
     return {str(p): ratio(refused[p], sent[p]) for p in sorted(sent)}
 
 

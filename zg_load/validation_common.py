@@ -17,6 +17,7 @@ from typing import Any
 
 NS_PER_S = 1_000_000_000
 NS_PER_MS = 1_000_000
+USD_EPSILON = 1e-6  # one micro-USD: the ledger's resolution
 
 
 def nearest_rank(values: Sequence[float], pct: float) -> float | None:
@@ -46,9 +47,12 @@ def ratio(part: float, whole: float) -> float | None:
     return round(part / whole, 6) if whole else None
 
 
-def priority_pair_share(losers: Iterable[int], winners: Iterable[int]) -> float | None:
+def priority_pair_share(
+    losers: Iterable[int] | Mapping[int, int], winners: Iterable[int] | Mapping[int, int]
+) -> float | None:
     """Share of (loser, winner) pairs with loser priority <= winner priority.
 
+    ``losers`` and ``winners`` are priorities, one per request, or counts per priority.
     1.0 means every refusal fell on a priority no higher than every admitted one; None
     when there is no pair. Counted per priority, so it costs O(priorities²), not O(n²).
     """

@@ -2,36 +2,116 @@
 
 ``Observations.observe(req, answer, done_ns)`` is the engine's observer hook: it sees
 every answer once, with the request's planned ground truth (``Planned.truth``), and
-keeps one small frozen record per request of the kinds validation judges: approvals,
-tasks (any of the task operations) and conflict checks. Pure: no I/O, no clock; the
+keeps what validation judges of each: approvals as counts (``Approvals``: they are the
+hot path's requests, so their memory must not grow with the run), and one small frozen
+record per task (any of the task operations) and per conflict check. Pure: no I/O, no clock; the
 times are the engine's run-relative offsets. A malformed answer body never raises; the
 record then says what could not be read (None).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from zg_load.outcome import Outcome
+from zg_load.validation_common import USD_EPSILON
 
 if TYPE_CHECKING:  # the client module loads aiohttp; validation must not
     from zg_load.client import Answer
     from zg_load.plan import Planned
 
 TASK_OPS = ("task", "agent_task", "fallback_task")
+# an outcome's name as a plain str (Enum.value is a Python-level descriptor: slow per request)
+_NAME: dict[Outcome, str] = {outcome: str(outcome.value) for outcome in Outcome}
+WATCH_MATCH_USD = 1e-9  # a threshold asked for is the watched one within this
 
 
 @dataclass(frozen=True, slots=True)
 class ApprovalSeen:
-    """One approval request and how it was answered."""
+    """One approval request and how it was answered (what ``Approvals.of`` takes)."""
 
     phase: int
     priority: int
     cost_usd: float
     outcome: str  # ok / refused / error / timeout / transport
     reason: str | None  # refusal reason: budget_exceeded / overloaded / rate_limited
-    intended_ns: int
     done_ns: int
+
+
+ApprovalKey = tuple[int, int, str, str | None, bool]  # phase, priority, outcome, reason, paid
+
+
+class Approvals:
+    """A run's approvals as validation counts them, in memory that does not grow with the run
+    (an approval is the hot path's request: one record each grew a run ~210 bytes per request).
+
+    - ``counts``: approvals per (phase, priority, outcome, refusal reason, paid); paid means
+      a cost above zero (a free approval touches no budget);
+    - ``approved_cost_usd``: the sum of the paid approved costs, added in answer order;
+    - ``first_done_ns``: per refusal reason, the first paid approval refused for it;
+    - ``crossed_ns(usd)``: when the approved sum, in answer order, first reached ``usd``
+      (within one micro-USD), for the thresholds watched from the start (``watch_usd``: the
+      budget's soft and hard limits as the run knows them before it starts).
+
+    ``add`` must be called in answer order (``done_ns`` never decreasing), as the engine's
+    observer is; ``of`` sorts records first.
+    """
+
+    __slots__ = ("counts", "approved_cost_usd", "first_done_ns", "_watch", "_crossed")
+
+    def __init__(self, watch_usd: Iterable[float] = ()) -> None:
+        self.counts: Counter[ApprovalKey] = Counter()
+        self.approved_cost_usd = 0.0
+        self.first_done_ns: dict[str, int] = {}
+        self._watch = sorted(set(watch_usd))  # not reached yet, lowest first
+        self._crossed: dict[float, int] = {}
+
+    @classmethod
+    def of(cls, seen: Iterable[ApprovalSeen], watch_usd: Iterable[float] = ()) -> Approvals:
+        """The approvals of ``seen`` (any order: added by answer time, ties as given)."""
+        approvals = cls(watch_usd)
+        for a in sorted(seen, key=lambda a: a.done_ns):
+            approvals.add(a.phase, a.priority, a.cost_usd, a.outcome, a.reason, a.done_ns)
+        return approvals
+
+    def add(
+        self,
+        phase: int,
+        priority: int,
+        cost_usd: float,
+        outcome: str,
+        reason: str | None,
+        done_ns: int,
+    ) -> None:
+        paid = cost_usd > 0
+        self.counts[(phase, priority, outcome, reason, paid)] += 1
+        if not paid:
+            return
+        if reason is not None and reason not in self.first_done_ns:
+            self.first_done_ns[reason] = done_ns
+        if outcome == "ok":
+            self.approved_cost_usd += cost_usd
+            watch = self._watch
+            while watch and self.approved_cost_usd >= watch[0] - USD_EPSILON:
+                self._crossed[watch.pop(0)] = done_ns
+
+    def crossed_ns(self, usd: float) -> int | None:
+        """When the approved sum first reached ``usd``; None when it never did.
+
+        Raises ``LookupError`` when ``usd`` was not watched and the sum reached it: the
+        moment was not kept.
+        """
+        for watched, done_ns in self._crossed.items():
+            if abs(watched - usd) <= WATCH_MATCH_USD:
+                return done_ns
+        if self.approved_cost_usd < usd - USD_EPSILON or any(
+            abs(watched - usd) <= WATCH_MATCH_USD for watched in self._watch
+        ):
+            return None
+        raise LookupError(f"the approved sum reached {usd} USD, which was not watched")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,27 +161,19 @@ class ConflictSeen:
 class Observations:
     """Every answer validation needs, in completion order; see the module docstring."""
 
-    approvals: list[ApprovalSeen] = field(default_factory=list)
+    approvals: Approvals = field(default_factory=Approvals)
     tasks: list[TaskSeen] = field(default_factory=list)
     conflicts: list[ConflictSeen] = field(default_factory=list)
 
     def observe(self, req: Planned, answer: Answer, done_ns: int) -> None:
         """The engine's observer: keep what validation needs of one answer."""
-        outcome = answer.outcome.value
+        outcome = _NAME[answer.outcome]
+        if req.op == "approval":  # once per request of the hot path: kept short
+            reason = answer.reason if outcome == "refused" else None
+            self.approvals.add(req.phase, req.priority, req.cost_usd, outcome, reason, done_ns)
+            return
         body = answer.body if isinstance(answer.body, dict) and outcome == "ok" else {}
-        if req.op == "approval":
-            self.approvals.append(
-                ApprovalSeen(
-                    req.phase,
-                    req.priority,
-                    req.cost_usd,
-                    outcome,
-                    answer.reason if outcome == "refused" else None,
-                    req.intended_ns,
-                    done_ns,
-                )
-            )
-        elif req.op in TASK_OPS:
+        if req.op in TASK_OPS:
             self.tasks.append(_task(req, outcome, body, done_ns))
         elif req.op == "conflict_check":
             self.conflicts.append(_conflict(req, outcome, body, done_ns))
