@@ -140,7 +140,7 @@ def test_approvals_are_counts_whatever_the_run_length() -> None:
         outcome, reason = ("refused", "budget_exceeded") if refused else ("ok", None)
         approvals.add(0, 1 + i % 5, 0.001, outcome, reason, i * 1_000)
     assert len(approvals.counts) == 10  # memory: one count per kind, not one record per request
-    assert approvals.counts.total() == 50_000
+    assert sum(approvals.counts.values()) == 50_000
     assert approvals.counts[(0, 5, "refused", "budget_exceeded", True)] == 1_428
     assert round(approvals.approved_cost_usd, 6) == 42.858  # 42,858 approved
     assert approvals.first_done_ns == {"budget_exceeded": 6_000}

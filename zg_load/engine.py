@@ -162,6 +162,7 @@ class Engine:
         self._on_cohort = on_cohort
         self._st = _State()
         self._keys: dict[tuple[str, int, str], int] = {}
+        self._ok_keys: dict[int, int] = {}  # by priority: admitted approvals of the fast path
         self._intervals: list[IntervalView] = []
         self._cohorts: list[IntervalView] = []
         # closed-loop users' requests whose intended start is set but not reached yet: their
@@ -181,6 +182,7 @@ class Engine:
         self._finished = False
         self._dispatching = False
         self._encode = approval_encoder(client)
+        self._fast = client if isinstance(client, FastHttpClient) else None
         # The general path's request tasks: plain asyncio tasks, not task-group children
         # (anyio's start_soon costs ~30 us a task; create_task ~5 us). The run cancels
         # those left at its end and re-raises the first error one of them raised.
@@ -313,15 +315,31 @@ class Engine:
 
     def _pull_due(self, it: Iterator[Planned], now_ns: int) -> None:
         last_ns = min(now_ns, self._cfg.duration_ns - 1)
-        nxt, tally, backlog = self._nxt, self._st.tally, self._st.backlog
-        phase_intended, intended_at = self._phase_intended, self._intended_at
+        nxt = self._nxt
+        if nxt is None or nxt.intended_ns > last_ns:
+            return
+        backlog, phase_intended, intended_at = (
+            self._st.backlog,
+            self._phase_intended,
+            self._intended_at,
+        )
         interval_ns = self._cfg.interval_ns
+        # The plan comes in intended order: requests are counted per interval in a run,
+        # not one Counter update each.
+        index = nxt.intended_ns // interval_ns
+        end_ns, run, pulled = (index + 1) * interval_ns, 0, 0
         while nxt is not None and nxt.intended_ns <= last_ns:
-            tally.intended += 1
+            if nxt.intended_ns >= end_ns:
+                intended_at[index] += run
+                index = nxt.intended_ns // interval_ns
+                end_ns, run = (index + 1) * interval_ns, 0
+            run += 1
+            pulled += 1
             phase_intended[nxt.phase] += 1
-            intended_at[nxt.intended_ns // interval_ns] += 1
             backlog.append(nxt)
             nxt = next(it, None)
+        intended_at[index] += run
+        self._st.tally.intended += pulled
         self._nxt = nxt
 
     async def _schedule(self, it: Iterator[Planned]) -> None:
@@ -362,20 +380,19 @@ class Engine:
             self._dispatching = False
 
     def _send_backlog(self, st: _State, backlog: deque[Planned]) -> None:
-        assert self._tg is not None
-        sent_at = self._now() // self._cfg.interval_ns
+        # Called once per answer while requests wait behind the bound: kept short.
+        now_ns, t0, tally = self._clock.now_ns, self._t0, st.tally
+        sent_at = (now_ns() - t0) // self._cfg.interval_ns
         # The room under the bound is counted once and down per send, not recomputed per
         # request: answers delivered meanwhile only free slots (see _dispatch).
-        room = self._cfg.max_in_flight - st.tally.in_flight
-        encode, phase_sent, tally = self._encode, self._phase_sent, st.tally
-        client = self._client
-        send = client.sender() if isinstance(client, FastHttpClient) else None
-        now_ns, t0, record_lag, answered = (
-            self._clock.now_ns,
-            self._t0,
-            self._rec.record_lag_row,
-            self._answered,
+        # (Tally.in_flight, inlined)
+        room = self._cfg.max_in_flight - (
+            tally.sent - tally.ok - tally.refused - tally.error - tally.timeout - tally.transport
         )
+        encode, phase_sent = self._encode, self._phase_sent
+        fast = self._fast
+        send = fast.sender() if fast is not None else None
+        record_lag, answered = self._rec.record_lag_row, self._answered
         sent = 0
         while backlog and room > 0:
             req = backlog.popleft()
@@ -394,7 +411,8 @@ class Engine:
                 # The send is stamped as _stamp_send does, inlined (first_send_ns: below).
                 sent_abs = now_ns()
                 sent_ns = sent_abs - t0
-                record_lag((sent_ns, max(0, sent_ns - req.intended_ns) // 1000))
+                lag_ns = sent_ns - req.intended_ns
+                record_lag((sent_ns, lag_ns // 1000 if lag_ns > 0 else 0))
                 send(data, partial(answered, req, sent_abs))
                 if st.first_send_ns is None:
                     st.first_send_ns = sent_ns
@@ -413,11 +431,33 @@ class Engine:
         if self._finished:
             return  # answered after the run ended: it stays counted as in flight
         done_abs = self._clock.now_ns()
-        # The fast path carries approvals only; nothing reads an admitted approval's body
-        # (validation keeps its outcome), so only other answers are parsed.
-        answer = _OK if 200 <= status < 300 else answer_for(status, body)
-        self._complete(req, answer, sent_abs, done_abs)
-        if self._st.backlog and not self._st.schedule_over:  # _refill, inlined
+        st = self._st
+        if 200 <= status < 300:
+            # _complete for an admitted approval, inlined: this is the hot path. The fast
+            # path carries approvals only; nothing reads an admitted approval's body
+            # (validation keeps its outcome), so only other answers are parsed.
+            st.tally.ok += 1
+            if st.schedule_over:
+                st.tally.drained += 1
+            done_ns = done_abs - self._t0
+            st.last_done_ns = done_ns
+            if self._observer is not None:
+                self._observer(req, _OK, done_ns)
+            key = self._ok_keys.get(req.priority)
+            if key is None:
+                key = self._ok_keys[req.priority] = self._key((req.op, req.priority, "ok"))
+            self._rec.record_row(
+                (
+                    key,
+                    done_ns,
+                    (done_ns - req.intended_ns) // 1000,
+                    (done_abs - sent_abs) // 1000,
+                    req.intended_ns,
+                )
+            )
+        else:
+            self._complete(req, answer_for(status, body), sent_abs, done_abs)
+        if st.backlog and not st.schedule_over:  # _refill, inlined
             self._dispatch()
 
     def _refill(self) -> None:
@@ -502,14 +542,18 @@ class Engine:
         st.last_done_ns = done_ns
         if self._observer is not None:
             self._observer(req, answer, done_ns)
-        k = (req.op, req.priority, name)
-        key = self._keys.get(k)
-        if key is None:
-            key = self._keys[k] = self._rec.key(*k)
+        key = self._key((req.op, req.priority, name))
         latency_us = (done_ns - req.intended_ns) // 1000
         self._rec.record_row(
             (key, done_ns, latency_us, (done_abs - sent_abs) // 1000, req.intended_ns)
         )
+
+    def _key(self, k: tuple[str, int, str]) -> int:
+        """The recorder's id of (operation, priority, outcome)."""
+        key = self._keys.get(k)
+        if key is None:
+            key = self._keys[k] = self._rec.key(*k)
+        return key
 
     def _close(self, now_ns: int) -> None:
         closed = self._rec.close_until(now_ns)

@@ -11,7 +11,6 @@ record then says what could not be read (None).
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -63,7 +62,7 @@ class Approvals:
     __slots__ = ("counts", "approved_cost_usd", "first_done_ns", "_watch", "_crossed")
 
     def __init__(self, watch_usd: Iterable[float] = ()) -> None:
-        self.counts: Counter[ApprovalKey] = Counter()
+        self.counts: dict[ApprovalKey, int] = {}  # (a dict: a Counter's += costs ~120 ns more)
         self.approved_cost_usd = 0.0
         self.first_done_ns: dict[str, int] = {}
         self._watch = sorted(set(watch_usd))  # not reached yet, lowest first
@@ -87,7 +86,8 @@ class Approvals:
         done_ns: int,
     ) -> None:
         paid = cost_usd > 0
-        self.counts[(phase, priority, outcome, reason, paid)] += 1
+        key = (phase, priority, outcome, reason, paid)
+        self.counts[key] = self.counts.get(key, 0) + 1
         if not paid:
             return
         if reason is not None and reason not in self.first_done_ns:
