@@ -11,7 +11,8 @@ Modes:
   client  an ``AIOpsClient`` (--transport fast|aiohttp), N looping tasks awaiting health();
           --transport aiohttp-bare: the same loop on a bare aiohttp session, no zg_load code
   engine  zg_load's Engine, open loop at --rate, approvals (the fast transport's callback path),
-          its connections opened before the clock starts, as a real run does
+          as `zg-load run` drives it: the scenario's seeded plan, the validation observer,
+          its connections opened before the clock starts
 
   python benchmarks/gen_zg.py raw --url http://127.0.0.1:8080 --duration 10
 """
@@ -23,7 +24,7 @@ import asyncio
 import json
 import resource
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -33,12 +34,36 @@ import uvloop
 from zg_load.clock import RealClock
 from zg_load.engine import Engine, EngineConfig
 from zg_load.fasthttp import FastHttpClient
-from zg_load.plan import Planned
+from zg_load.plan import plan
 from zg_load.recorder import Recorder
+from zg_load.scenario import parse_scenario
 from zg_load.transport import WARM_CONNECTIONS, make_client, warm
+from zg_load.validation import observations_for
 
 NS_PER_S = 1_000_000_000
 WARMUP_S = 1.0
+# The engine mode's load: approvals of five priorities with costs in a range, against a
+# budget it never reaches (nginx answers every request 200).
+ENGINE_SCENARIO = """
+name = "bench"
+seed = 1
+timeout = "10s"
+[target]
+budget_usd = 1000000000.0
+[[mixes.approvals]]
+op = "approval"
+priority = {{ 1 = 1, 2 = 1, 3 = 1, 4 = 1, 5 = 1 }}
+cost_usd = [0.001, 0.002]
+task = "bench"
+agents = ["agent-1", "agent-2"]
+[[phases]]
+name = "load"
+duration = "{duration_s}s"
+[[phases.streams]]
+arrival = "constant"
+rate = "{rate}/s"
+mix = "approvals"
+"""
 
 
 def cpu_s() -> tuple[float, float]:
@@ -265,16 +290,19 @@ async def run_engine(
     await warm(client, min(connections, WARM_CONNECTIONS))  # as a real run does
     duration_ns = int(duration_s * NS_PER_S)
 
-    def planned() -> Iterator[Planned]:
-        for i in range(int(rate * duration_s)):
-            yield Planned(int(i * NS_PER_S // rate), 0, "approval", 3, 0.01, "bench", "agent-1")
-
+    # What `zg-load run` does per request: the scenario's plan (a seeded draw of priority,
+    # cost and agent) and the observer that keeps what validation needs.
+    scenario = parse_scenario(
+        ENGINE_SCENARIO.format(rate=f"{rate:.3f}", duration_s=duration_s), "bench"
+    )
+    observations = observations_for(scenario, None)
     rec = Recorder(NS_PER_S)
     config = EngineConfig(
         duration_ns, timeout_s=10.0, max_in_flight=connections, health_probe_interval_s=None
     )
+    engine = Engine(client, RealClock(), rec, config, observer=observations.observe)
     started_ns, start_cpu = time.perf_counter_ns(), cpu_s()
-    result = await Engine(client, RealClock(), rec, config).run(planned())
+    result = await engine.run(plan(scenario))
     seconds = (time.perf_counter_ns() - started_ns) / NS_PER_S
     cpu = cpu_figures(result.tally.completed, seconds, start_cpu)
     # how many connections the run opened (fast transport): more than it needs costs CPU
