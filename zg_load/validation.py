@@ -1,8 +1,8 @@
 """Validation: the seed's five scenario reports, their metrics for checks, and resilience.
 
 Owns what a run proves about the service beyond latency: ``attach`` turns the engine's
-observations (``Observations``, the observer that keeps each answer with the ground
-truth the generator injected) into ``summary["validation"]`` — a section per stress
+observations (``Observations``, the observer that keeps what validation needs of each
+answer with the ground truth the generator injected: approvals as counts) into ``summary["validation"]`` — a section per stress
 that the run exercised (budget, hallucination, conflicts, storm, downgrade), the time
 to detect and the resilience factors — and ``validation_metrics`` names its figures for
 checks (``budget.respected``, ``hallucination.recall``, ``time_to_detect_s``, ...).
