@@ -152,17 +152,59 @@ def test_approvals_are_counts_whatever_the_run_length() -> None:
         approvals.crossed_ns(7.0)  # reached, but not watched: the moment was not kept
 
 
-def test_budget_watch_takes_the_ledger_before_the_run() -> None:
+def test_budget_watch_takes_every_budget_and_the_ledger_before_the_run() -> None:
     ledger = {"max_usd": 10.0, "soft_usd": 7.0, "spent_usd": 0.0, "reserved_usd": 0.0}
     assert budget_watch(scenario()) == (8.0, 10.000002)  # the scenario's soft limit is 8.0
     assert budget_watch(scenario(), {"budget": ledger}) == (7.0, 8.0, 10.000002)
-    other = {"budget": {**ledger, "max_usd": 20.0}}  # another budget's soft limit: not ours
-    assert budget_watch(scenario(), other) == (8.0, 10.000002)
     no_soft = scenario(BUDGET.replace("soft_budget_usd = 8.0", ""))
     assert budget_watch(no_soft) == (8.0, 10.000002)  # the API's default: 80 %
-    assert (
-        budget_watch(scenario(BUDGET.replace("budget_usd = 10.0\nsoft_budget_usd = 8.0", ""))) == ()
-    )
+    no_budget = scenario(BUDGET.replace("budget_usd = 10.0\nsoft_budget_usd = 8.0", ""))
+    assert budget_watch(no_budget, {"budget": ledger}) == ()  # no budget: nothing to watch
+    phased = scenario(BUDGET + PHASE_BUDGET)
+    assert budget_watch(phased) == (1.600001, 2.000003, 8.0, 10.000002)
+
+
+PHASE_BUDGET = """
+[[phases]]
+name = "tight"
+duration = "1s"
+setup = { budget_usd = 2.000001 }
+[[phases.streams]]
+rate = "10/s"
+mix = "m"
+"""
+
+
+def test_budget_crossing_near_a_watched_sum_is_kept() -> None:
+    # A later phase sets 2.000001 USD; the service's soft limit is 80 % rounded down
+    # (1.6), the API's default rounded to the micro-USD is 1.600001: both are measured.
+    phased = scenario(BUDGET + PHASE_BUDGET)
+    approved = [approval(3, 0.1, i * 100 + 5) for i in range(20)]  # 0.1 USD each, 100 ms apart
+    approvals = Approvals.of(approved, budget_watch(phased))
+    assert approvals.approved_micros == 2_000_000
+    assert approvals.crossed_ns(1.6) == 1_505 * MS  # the 16th
+    assert approvals.crossed_ns(1.600001) == 1_505 * MS  # within one micro-USD: the 16th
+    assert approvals.crossed_ns(1.6001) == 1_605 * MS  # in the window, past 1.6: the 17th
+    assert approvals.crossed_ns(2.000003) is None  # never reached: known without watching
+    with pytest.raises(LookupError):
+        approvals.crossed_ns(1.0)  # reached, but far from every watched sum: not kept
+    state = {
+        "budget": {"max_usd": 2.000001, "soft_usd": 1.6, "spent_usd": 0.0, "reserved_usd": 2.0}
+    }
+    section = budget_section(approvals, phased, START, state)
+    assert section is not None
+    assert (section["soft_limit_usd"], section["soft_limit_crossed_at_s"]) == (1.6, 1.505)
+    assert section["total_cost"] == 2.0
+    # the answers kept for crossings: those inside the windows, not one per approval
+    assert len(approvals._points) <= 3
+
+
+def test_total_cost_is_summed_in_micro_usd() -> None:
+    approvals = Approvals()
+    for i in range(600_000):
+        approvals.add(0, 3, 0.1, "ok", None, i)
+    assert approvals.approved_micros == 60_000_000_000
+    assert approvals.approved_cost_usd == 60_000.0  # a float sum gives 59,999.999999...
 
 
 def test_budget_crossing_of_a_soft_limit_changed_during_the_run_is_not_invented() -> None:

@@ -42,16 +42,23 @@ def budget_watch(
     scenario: Scenario, target_state: Mapping[str, Any] | None = None
 ) -> tuple[float, ...]:
     """The approved sums whose crossing ``budget_section`` may ask for (``Approvals``'s
-    ``watch_usd``): the soft limit as the scenario sets it, as the API defaults it and as
-    the target's ledger has it before the run, and just past the hard limit (an overrun)."""
-    limit, soft_given = budget_limits(scenario)
-    if limit is None:
-        return ()
-    watch = {round(limit * DEFAULT_SOFT_SHARE, 6), limit + 2 * USD_EPSILON}
-    if soft_given is not None:
-        watch.add(soft_given)
+    ``watch_usd``): for the target's budget and every phase's, the soft limit as the
+    scenario sets it and as the API defaults it (80 %), and just past the hard limit (an
+    overrun); and the soft limit the target's ledger has before the run."""
+    budgets = [(scenario.target.budget_usd, scenario.target.soft_budget_usd)]
+    budgets += [
+        (phase.setup.budget_usd, phase.setup.soft_budget_usd)
+        for phase in scenario.phases
+        if phase.setup is not None
+    ]
+    watch: set[float] = set()
+    for limit, soft in budgets:
+        if limit is not None:
+            watch.update((round(limit * DEFAULT_SOFT_SHARE, 6), limit + 2 * USD_EPSILON))
+            if soft is not None:
+                watch.add(soft)
     ledger = _ledger(target_state)
-    if ledger is not None and abs(ledger["max"] - limit) <= USD_EPSILON:
+    if watch and ledger is not None:
         watch.add(ledger["soft"])
     return tuple(sorted(watch))
 
@@ -83,8 +90,9 @@ def budget_section(
       ``budget_exceeded`` answer, else the answer that took the approved sum past the
       limit); None when the budget never ran out.
 
-    A crossing moment is kept only for the sums of ``budget_watch``: a ledger whose soft
-    limit changed during the run to another value the sum reached gives None.
+    A crossing moment is kept only near the sums of ``budget_watch`` (``Approvals``): a
+    soft limit the target set to another value during the run, that the sum reached,
+    gives None.
     """
     limit, soft_given = budget_limits(scenario)
     paid = Counter({key: n for key, n in approvals.counts.items() if key[4]})

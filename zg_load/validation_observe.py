@@ -11,6 +11,7 @@ record then says what could not be read (None).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,10 @@ if TYPE_CHECKING:  # the client module loads aiohttp; validation must not
 TASK_OPS = ("task", "agent_task", "fallback_task")
 # an outcome's name as a plain str (Enum.value is a Python-level descriptor: slow per request)
 _NAME: dict[Outcome, str] = {outcome: str(outcome.value) for outcome in Outcome}
-WATCH_MATCH_USD = 1e-9  # a threshold asked for is the watched one within this
+MICROS_PER_USD = 1_000_000
+# Crossings are kept for sums within this of a watched one: the soft limit a service
+# derives from a limit may round either way (80 % of 2.000001 USD: 1.6 or 1.600001).
+WATCH_WINDOW_MICROS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,24 +53,28 @@ class Approvals:
 
     - ``counts``: approvals per (phase, priority, outcome, refusal reason, paid); paid means
       a cost above zero (a free approval touches no budget);
-    - ``approved_cost_usd``: the sum of the paid approved costs, added in answer order;
+    - ``approved_micros``: the sum of the paid approved costs in micro-USD, the ledger's unit
+      (``round(cost * 1e6)`` each, summed exactly; ``approved_cost_usd`` in USD);
     - ``first_done_ns``: per refusal reason, the first paid approval refused for it;
     - ``crossed_ns(usd)``: when the approved sum, in answer order, first reached ``usd``
-      (within one micro-USD), for the thresholds watched from the start (``watch_usd``: the
-      budget's soft and hard limits as the run knows them before it starts).
+      (within one micro-USD), for sums within ``WATCH_WINDOW_MICROS`` of one watched from the
+      start (``watch_usd``: the budget's soft and hard limits as the scenario and the target
+      give them before the run). The answers inside those windows are kept, a few hundred at
+      most; a sum outside every window that the run reached raises ``LookupError``.
 
     ``add`` must be called in answer order (``done_ns`` never decreasing), as the engine's
     observer is; ``of`` sorts records first.
     """
 
-    __slots__ = ("counts", "approved_cost_usd", "first_done_ns", "_watch", "_crossed")
+    __slots__ = ("counts", "approved_micros", "first_done_ns", "_windows", "_open", "_points")
 
     def __init__(self, watch_usd: Iterable[float] = ()) -> None:
         self.counts: dict[ApprovalKey, int] = {}  # (a dict: a Counter's += costs ~120 ns more)
-        self.approved_cost_usd = 0.0
+        self.approved_micros = 0
         self.first_done_ns: dict[str, int] = {}
-        self._watch = sorted(set(watch_usd))  # not reached yet, lowest first
-        self._crossed: dict[float, int] = {}
+        self._windows = _windows(watch_usd)
+        self._open = list(self._windows)  # windows the sum has not passed yet, lowest first
+        self._points: list[tuple[int, int]] = []  # (sum in micro-USD, done_ns), in windows
 
     @classmethod
     def of(cls, seen: Iterable[ApprovalSeen], watch_usd: Iterable[float] = ()) -> Approvals:
@@ -75,6 +83,10 @@ class Approvals:
         for a in sorted(seen, key=lambda a: a.done_ns):
             approvals.add(a.phase, a.priority, a.cost_usd, a.outcome, a.reason, a.done_ns)
         return approvals
+
+    @property
+    def approved_cost_usd(self) -> float:
+        return self.approved_micros / MICROS_PER_USD
 
     def add(
         self,
@@ -93,25 +105,45 @@ class Approvals:
         if reason is not None and reason not in self.first_done_ns:
             self.first_done_ns[reason] = done_ns
         if outcome == "ok":
-            self.approved_cost_usd += cost_usd
-            watch = self._watch
-            while watch and self.approved_cost_usd >= watch[0] - USD_EPSILON:
-                self._crossed[watch.pop(0)] = done_ns
+            self.approved_micros = micros = self.approved_micros + round(cost_usd * MICROS_PER_USD)
+            windows = self._open
+            if windows and micros >= windows[0][0]:
+                points = self._points
+                if not points or points[-1][0] < micros:  # the first answer at each sum
+                    points.append((micros, done_ns))
+                while windows and micros >= windows[0][1]:
+                    windows.pop(0)
 
     def crossed_ns(self, usd: float) -> int | None:
-        """When the approved sum first reached ``usd``; None when it never did.
-
-        Raises ``LookupError`` when ``usd`` was not watched and the sum reached it: the
-        moment was not kept.
-        """
-        for watched, done_ns in self._crossed.items():
-            if abs(watched - usd) <= WATCH_MATCH_USD:
-                return done_ns
-        if self.approved_cost_usd < usd - USD_EPSILON or any(
-            abs(watched - usd) <= WATCH_MATCH_USD for watched in self._watch
-        ):
+        """When the approved sum first reached ``usd`` (within one micro-USD); None when it
+        never did. Raises ``LookupError`` when the sum reached it outside every window."""
+        threshold = usd - USD_EPSILON
+        if self.approved_cost_usd < threshold:
             return None
-        raise LookupError(f"the approved sum reached {usd} USD, which was not watched")
+        micros = threshold * MICROS_PER_USD
+        if not any(lo <= micros <= hi for lo, hi in self._windows):
+            raise LookupError(f"the approved sum reached {usd} USD, which was not watched")
+        # (None also when no approval was needed: a sum of zero at a threshold of zero)
+        points = self._points
+        return next((done_ns for at, done_ns in points if at / MICROS_PER_USD >= threshold), None)
+
+
+def _windows(watch_usd: Iterable[float]) -> list[tuple[int, int]]:
+    """The micro-USD spans whose crossings are kept: around each watched sum, merged."""
+    spans = sorted(
+        (
+            math.floor((usd - USD_EPSILON) * MICROS_PER_USD) - WATCH_WINDOW_MICROS,
+            math.ceil((usd - USD_EPSILON) * MICROS_PER_USD) + WATCH_WINDOW_MICROS,
+        )
+        for usd in watch_usd
+    )
+    merged: list[tuple[int, int]] = []
+    for lo, hi in spans:
+        if merged and lo <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return merged
 
 
 @dataclass(frozen=True, slots=True)
