@@ -21,9 +21,9 @@ def test_plan_is_deterministic_and_ordered() -> None:
     a, b = list(plan(sc)), list(plan(sc))
     assert a == b
     assert all(x.intended_ns <= y.intended_ns for x, y in zip(a, a[1:], strict=False))
-    # the storm's constant 1500/s stream plans exactly 7,500 priority-5 requests (5 s)
+    # the storm's constant 650/s stream plans exactly 3,250 priority-5 requests (5 s)
     storm = [r for r in a if r.phase == 1 and r.task == "incident_response"]
-    assert len(storm) == 7_500
+    assert len(storm) == 3_250
     assert {r.priority for r in storm} == {5}
 
 

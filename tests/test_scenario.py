@@ -256,7 +256,7 @@ def test_high_priority_storm_file() -> None:
             5.0,
             (
                 Stream(Poisson(150.0, 5.0, seed=_seed(scenario, 1)), "mixed"),
-                Stream(Constant(1500.0, 5.0), "urgent"),
+                Stream(Constant(650.0, 5.0), "urgent"),
             ),
         ),
         (
