@@ -82,6 +82,12 @@ BUDGET_ALSO = {
     },
 }
 
+# A first-come service spends in whatever order the burst reaches its free worker: when a cost
+# that no longer fits comes before the sum crosses the soft limit ($7.00 committed, $4.20
+# refused, then $1.90 approved: $8.90), the first budget refusal precedes the warning, and
+# the warning did come too late. Which costs come first varies with timing from run to run.
+BUDGET_MAY_ALSO_FAIL = {"shedding": {"budget.risk_flagged_before_exhaustion == 1"}}
+
 
 def load(name: str, *defects: str) -> Scenario:
     path = SCENARIOS / f"{name}.toml"
@@ -136,7 +142,13 @@ def test_budget_scenario_notices_other_defects(
     defect: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     summary = run(monkeypatch, tmp_path, load("budget_exhaustion", defect))
-    assert failed(summary) == BUDGET_ALSO[defect]
+    found = failed(summary)
+    may = BUDGET_MAY_ALSO_FAIL.get(defect, set())
+    assert BUDGET_ALSO[defect] <= found <= BUDGET_ALSO[defect] | may
+    if found & may:  # for the reason given with BUDGET_MAY_ALSO_FAIL, and no other
+        budget = summary["validation"]["budget"]
+        assert budget["exhausted_at_s"] < budget["notification_at_s"]
+        assert budget["exhausted_at_s"] < budget["soft_limit_crossed_at_s"]
 
 
 def test_budget_figures(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
