@@ -52,7 +52,6 @@ from zg_load.transport import (
     warm,
 )
 from zg_load.validation import Observations, attach, observations_for
-from zg_load.validation_observe import model_usage
 
 NS_PER_S = 1_000_000_000
 PREFLIGHT_TIMEOUT_S = 5.0
@@ -324,8 +323,7 @@ async def _run(
     summary["target_state"] = state
     if observations is not None:  # worker processes keep their answers to themselves
         attach(summary, observations, scenario)  # needs the target state; before the checks
-        interval_ns = round(scenario.interval_s * NS_PER_S)
-        summary["timeline"]["model_usage"] = model_usage(observations.tasks, interval_ns)
+        summary["timeline"]["model_usage"] = observations.model_usage()
     with_checks(summary, scenario.checks)
     write_summary(run_dir, summary)
     if summary.get("validation"):

@@ -1,8 +1,9 @@
 """Validation: the seed's five scenario reports, their metrics for checks, and resilience.
 
 Owns what a run proves about the service beyond latency: ``attach`` turns the engine's
-observations (``Observations``, the observer that keeps what validation needs of each
-answer with the ground truth the generator injected: approvals as counts) into ``summary["validation"]`` — a section per stress
+observations (``Observations``, the observer that counts what validation needs of each
+answer with the ground truth the generator injected, in memory that does not grow with
+the run) into ``summary["validation"]`` — a section per stress
 that the run exercised (budget, hallucination, conflicts, storm, downgrade), the time
 to detect and the resilience factors — and ``validation_metrics`` names its figures for
 checks (``budget.respected``, ``hallucination.recall``, ``time_to_detect_s``, ...).
@@ -23,7 +24,8 @@ from zg_load.validation_admission import (
     budget_watch,
     storm_section,
 )
-from zg_load.validation_downgrade import downgrade_detect_s, downgrade_section
+from zg_load.validation_common import NS_PER_S
+from zg_load.validation_downgrade import downgrade_detect_s, downgrade_section, outage
 from zg_load.validation_observe import Approvals, Observations
 from zg_load.validation_outputs import (
     conflicts_detect_s,
@@ -95,7 +97,11 @@ _DETECT: dict[str, Callable[[Mapping[str, Any]], tuple[bool, float | None]]] = {
 def observations_for(scenario: Scenario, target_state: Mapping[str, Any] | None) -> Observations:
     """The observer of one run, watching the budget sums ``budget_section`` will ask about
     (``target_state``: the target as it was before the run)."""
-    return Observations(approvals=Approvals(budget_watch(scenario, target_state)))
+    return Observations(
+        approvals=Approvals(budget_watch(scenario, target_state)),
+        outage=outage(scenario),
+        interval_ns=round(scenario.interval_s * NS_PER_S),
+    )
 
 
 def validate(obs: Observations, scenario: Scenario, summary: Mapping[str, Any]) -> dict[str, Any]:
@@ -108,10 +114,10 @@ def validate(obs: Observations, scenario: Scenario, summary: Mapping[str, Any]) 
     start_s = summary["start_epoch_s"]
     sections = {
         "budget": budget_section(obs.approvals, scenario, start_s, state),
-        "hallucination": hallucination_section(obs.tasks),
+        "hallucination": hallucination_section(obs.hallucination),
         "conflicts": conflicts_section(obs.conflicts, state, start_s),
         "storm": storm_section(obs, scenario, summary),
-        "downgrade": downgrade_section(obs.tasks, scenario, state, start_s),
+        "downgrade": downgrade_section(obs.downgrade, scenario, state, start_s),
     }
     out: dict[str, Any] = {k: v for k, v in sections.items() if v is not None}
     out.update(_time_to_detect(out))

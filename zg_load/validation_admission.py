@@ -231,8 +231,7 @@ def storm_section(
     approvals = {key: n for key, n in obs.approvals.counts.items() if key[0] == storm}
     admitted = _by_key(approvals, lambda outcome, reason: outcome == "ok")
     processed = admitted.total()
-    processed += sum(1 for t in obs.tasks if t.phase == storm and t.outcome == "ok")
-    processed += sum(1 for c in obs.conflicts if c.phase == storm and c.outcome == "ok")
+    processed += obs.processed_by_phase[storm]
     shed = _by_key(approvals, lambda outcome, reason: reason == OVERLOADED)
     return {
         "tasks_sent": summary["phases"][storm]["sent"],

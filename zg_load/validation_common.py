@@ -1,6 +1,6 @@
 """Small pure helpers shared by the validation sections.
 
-Percentiles follow the nearest-rank rule (an empty list has none: None, never 0);
+Percentiles follow the nearest-rank rule (an empty list or histogram has none: None, never 0);
 ratios of nothing are None; the target's notifications are read into run-relative
 offsets on the wall clock (``created_at`` minus the run's ``start_epoch_s``), keeping
 only those written during the run.
@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from zg_load.hdr import Histogram
 
 NS_PER_S = 1_000_000_000
 NS_PER_MS = 1_000_000
@@ -29,17 +31,53 @@ def nearest_rank(values: Sequence[float], pct: float) -> float | None:
     return ordered[rank - 1]
 
 
-def digest_ms(latencies_ns: Sequence[int]) -> dict[str, float | None]:
-    """p50, p99 and max of nanosecond durations, in milliseconds (None when empty)."""
+class Latencies:
+    """Microsecond values for an HDR histogram, folded in batches (``record_many`` gives
+    exactly the histogram that recording them one by one gives, at a fraction of the
+    cost per value); at most ``BATCH`` values wait, so memory does not grow with the run."""
 
-    def ms(value: float | None) -> float | None:
-        return None if value is None else round(value / NS_PER_MS, 3)
+    BATCH = 4096
+    __slots__ = ("_histogram", "_pending")
 
+    def __init__(self) -> None:
+        self._histogram = Histogram()
+        self._pending: list[int] = []
+
+    def add(self, value_us: int) -> None:
+        pending = self._pending
+        pending.append(value_us)
+        if len(pending) >= self.BATCH:
+            self._fold()
+
+    def _fold(self) -> None:
+        self._histogram.record_many(self._pending)
+        self._pending.clear()
+
+    def histogram(self) -> Histogram:
+        """Every value added so far."""
+        if self._pending:
+            self._fold()
+        return self._histogram
+
+
+def digest_ms(latencies: Latencies) -> dict[str, float | None]:
+    """p50, p99 and max of microsecond values, in milliseconds (None when empty);
+    percentiles within the histogram's precision, the max exact."""
+
+    def ms(value_us: int | None) -> float | None:
+        return None if value_us is None else round(value_us / 1000, 3)
+
+    histogram = latencies.histogram()
     return {
-        "p50_ms": ms(nearest_rank(latencies_ns, 50)),
-        "p99_ms": ms(nearest_rank(latencies_ns, 99)),
-        "max_ms": ms(max(latencies_ns) if latencies_ns else None),
+        "p50_ms": ms(histogram.percentile(50)),
+        "p99_ms": ms(histogram.percentile(99)),
+        "max_ms": ms(histogram.max_us),
     }
+
+
+def latency_us(intended_ns: int, done_ns: int) -> int:
+    """Whole microseconds from the intended start to the answer, as the engine records them."""
+    return max(0, done_ns - intended_ns) // 1000
 
 
 def ratio(part: float, whole: float) -> float | None:

@@ -1,23 +1,36 @@
-"""What validation keeps of each answer: the engine's observer and its compact records.
+"""What validation keeps of each answer: the engine's observer, in memory that does not grow
+with the run.
 
 ``Observations.observe(req, answer, done_ns)`` is the engine's observer hook: it sees
 every answer once, with the request's planned ground truth (``Planned.truth``), and
-keeps what validation judges of each: approvals as counts (``Approvals``: they are the
-hot path's requests, so their memory must not grow with the run), and one small frozen
-record per task (any of the task operations) and per conflict check. Pure: no I/O, no clock; the
-times are the engine's run-relative offsets. A malformed answer body never raises; the
-record then says what could not be read (None).
+counts what validation judges of each: approvals as counts per key (``Approvals``: they
+are the hot path's requests), tasks (any of the task operations) and conflict checks
+read into a record (``validation_records``) and folded into tallies of counts, sums,
+first moments and HDR histograms (``HallucinationTally``, ``ConflictTally``,
+``DowngradeTally``), then dropped. Pure: no I/O, no clock; the times are the engine's
+run-relative offsets. A malformed answer body never raises; the record then says what
+could not be read (None).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from zg_load.outcome import Outcome
-from zg_load.validation_common import USD_EPSILON
+from zg_load.validation_common import NS_PER_S, USD_EPSILON
+from zg_load.validation_downgrade import DowngradeTally, Outage
+from zg_load.validation_outputs import ConflictTally, HallucinationTally
+from zg_load.validation_records import (
+    ConflictFound,
+    ConflictSeen,
+    TaskSeen,
+    conflict_seen,
+    task_seen,
+)
 
 if TYPE_CHECKING:  # the client module loads aiohttp; validation must not
     from zg_load.client import Answer
@@ -30,6 +43,16 @@ MICROS_PER_USD = 1_000_000
 # Crossings are kept for sums within this of a watched one: the soft limit a service
 # derives from a limit may round either way (80 % of 2.000001 USD: 1.6 or 1.600001).
 WATCH_WINDOW_MICROS = 100
+
+__all__ = [
+    "ApprovalKey",
+    "ApprovalSeen",
+    "Approvals",
+    "ConflictFound",
+    "ConflictSeen",
+    "Observations",
+    "TaskSeen",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,59 +169,28 @@ def _windows(watch_usd: Iterable[float]) -> list[tuple[int, int]]:
     return merged
 
 
-@dataclass(frozen=True, slots=True)
-class TaskSeen:
-    """One task and what its answer said (None: no answer, or the field was missing)."""
-
-    phase: int
-    op: str
-    priority: int
-    outcome: str
-    intended_ns: int
-    done_ns: int
-    injected: bool | None  # the generator made it hallucinate (None: no ground truth)
-    correct_requested: bool
-    flagged: bool | None
-    corrected: bool
-    fallback_index: int | None
-    model: str | None
-    quality: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class ConflictFound:
-    """One conflict as the service reported it."""
-
-    key: str
-    resolved_value: Any
-    dissenting: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ConflictSeen:
-    """One conflict check: the injected truth and the service's report."""
-
-    phase: int
-    outcome: str
-    intended_ns: int
-    done_ns: int
-    agents: tuple[str, ...]
-    truth: dict[str, Any]  # {"conflict": bool, "key", "true_value", "dissenter"}
-    found: tuple[ConflictFound, ...]
-    resolved_count: int | None
-    resolution_time_ms: float | None
-
-
 @dataclass
 class Observations:
-    """Every answer validation needs, in completion order; see the module docstring."""
+    """What validation needs of every answer, folded in as it comes; see the module docstring.
+
+    ``outage`` (``validation_downgrade.outage`` of the scenario) and ``interval_ns`` (the
+    report's interval) are fixed when the observer is made: tasks are counted against them.
+    """
 
     approvals: Approvals = field(default_factory=Approvals)
-    tasks: list[TaskSeen] = field(default_factory=list)
-    conflicts: list[ConflictSeen] = field(default_factory=list)
+    outage: Outage | None = None
+    interval_ns: int = NS_PER_S
+    hallucination: HallucinationTally = field(default_factory=HallucinationTally)
+    conflicts: ConflictTally = field(default_factory=ConflictTally)
+    downgrade: DowngradeTally = field(init=False)
+    processed_by_phase: Counter[int] = field(default_factory=Counter)  # tasks and checks, ok
+    models_by_interval: Counter[tuple[int, str]] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self.downgrade = DowngradeTally(self.outage)
 
     def observe(self, req: Planned, answer: Answer, done_ns: int) -> None:
-        """The engine's observer: keep what validation needs of one answer."""
+        """The engine's observer: count what validation needs of one answer."""
         outcome = _NAME[answer.outcome]
         if req.op == "approval":  # once per request of the hot path: kept short
             reason = answer.reason if outcome == "refused" else None
@@ -206,71 +198,33 @@ class Observations:
             return
         body = answer.body if isinstance(answer.body, dict) and outcome == "ok" else {}
         if req.op in TASK_OPS:
-            self.tasks.append(_task(req, outcome, body, done_ns))
+            self.add_task(task_seen(req, outcome, body, done_ns))
         elif req.op == "conflict_check":
-            self.conflicts.append(_conflict(req, outcome, body, done_ns))
+            self.add_conflict(conflict_seen(req, outcome, body, done_ns))
 
+    def add_task(self, task: TaskSeen) -> None:
+        self.hallucination.add(task)
+        self.downgrade.add(task)
+        if task.outcome == "ok":
+            self.processed_by_phase[task.phase] += 1
+        if task.model is not None:
+            self.models_by_interval[task.done_ns // self.interval_ns, task.model] += 1
 
-def _task(req: Planned, outcome: str, body: dict[str, Any], done_ns: int) -> TaskSeen:
-    truth = req.truth if isinstance(req.truth, dict) else {}
-    options = req.payload.get("options", {}) if isinstance(req.payload, dict) else {}
-    checks = body.get("checks")
-    check = checks.get("hallucination") if isinstance(checks, dict) else None
-    flagged = check.get("flagged") if isinstance(check, dict) else None
-    index, quality = body.get("fallback_index"), body.get("quality")
-    return TaskSeen(
-        phase=req.phase,
-        op=req.op,
-        priority=req.priority,
-        outcome=outcome,
-        intended_ns=req.intended_ns,
-        done_ns=done_ns,
-        injected=truth["hallucinated"] if isinstance(truth.get("hallucinated"), bool) else None,
-        correct_requested=bool(options.get("correct")),
-        flagged=flagged if isinstance(flagged, bool) else None,
-        corrected=bool(body.get("corrected_output")),
-        fallback_index=index if isinstance(index, int) else None,
-        model=body["model_used"] if isinstance(body.get("model_used"), str) else None,
-        quality=float(quality) if isinstance(quality, int | float) else None,
-    )
+    def add_conflict(self, check: ConflictSeen) -> None:
+        self.conflicts.add(check)
+        if check.outcome == "ok":
+            self.processed_by_phase[check.phase] += 1
 
-
-def _conflict(req: Planned, outcome: str, body: dict[str, Any], done_ns: int) -> ConflictSeen:
-    results = req.payload.get("results", {}) if isinstance(req.payload, dict) else {}
-    found = []
-    for item in body.get("conflicts") or ():
-        if isinstance(item, dict) and isinstance(item.get("key"), str):
-            dissent = item.get("dissenting_agents") or ()
-            found.append(
-                ConflictFound(item["key"], item.get("resolved_value"), tuple(map(str, dissent)))
-            )
-    resolved, took = body.get("resolved_count"), body.get("resolution_time_ms")
-    return ConflictSeen(
-        phase=req.phase,
-        outcome=outcome,
-        intended_ns=req.intended_ns,
-        done_ns=done_ns,
-        agents=tuple(sorted(results)),
-        truth=req.truth if isinstance(req.truth, dict) else {"conflict": False},
-        found=tuple(found),
-        resolved_count=resolved if isinstance(resolved, int) else None,
-        resolution_time_ms=float(took) if isinstance(took, int | float) else None,
-    )
-
-
-def model_usage(tasks: Sequence[TaskSeen], interval_ns: int) -> list[dict[str, Any]]:
-    """Per interval (by completion time): how many tasks each model answered."""
-    counts: dict[int, dict[str, int]] = {}
-    for t in tasks:
-        if t.model is None:
-            continue
-        row = counts.setdefault(t.done_ns // interval_ns, {})
-        row[t.model] = row.get(t.model, 0) + 1
-    return [
-        {
-            "start_s": i * interval_ns / 1e9,
-            "end_s": (i + 1) * interval_ns / 1e9,
-            "models": counts[i],
-        }
-        for i in sorted(counts)
-    ]
+    def model_usage(self) -> list[dict[str, Any]]:
+        """Per interval (by completion time): how many tasks each model answered."""
+        rows: dict[int, dict[str, int]] = {}
+        for (index, model), n in sorted(self.models_by_interval.items()):
+            rows.setdefault(index, {})[model] = n
+        return [
+            {
+                "start_s": i * self.interval_ns / 1e9,
+                "end_s": (i + 1) * self.interval_ns / 1e9,
+                "models": rows[i],
+            }
+            for i in sorted(rows)
+        ]

@@ -1,23 +1,68 @@
 """Validation of output checks: the agent-hallucination and conflicting-outputs sections.
 
 Pure: observed tasks and conflict checks, with the ground truth the generator injected,
-in; one JSON-ready dict per section out (None when the section does not apply). The
-service's verdicts are scored against that truth, never against the service's own
-view of itself; see the definitions on each function.
+in, folded one by one into tallies (counts and HDR histograms of microseconds, so memory
+does not grow with the run); one JSON-ready dict per section out (None when the section
+does not apply). The service's verdicts are scored against that truth, never against
+the service's own view of itself; see the definitions on each function.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from zg_load.validation_common import digest_ms, nearest_rank, ratio, run_notes
-from zg_load.validation_observe import ConflictFound, ConflictSeen, TaskSeen
+from zg_load.validation_common import Latencies, digest_ms, latency_us, ratio, run_notes
+from zg_load.validation_records import ConflictFound, ConflictSeen, TaskSeen
 
 VALUE_TOLERANCE = 1e-9  # relative: a resolved number equals the truth up to float noise
 
 
-def hallucination_section(tasks: Sequence[TaskSeen]) -> dict[str, Any] | None:
+class HallucinationTally:
+    """What ``hallucination_section`` reports, counted task by task (``add``)."""
+
+    def __init__(self) -> None:
+        self.judged = 0  # tasks with ground truth (``injected`` not None)
+        self.any_injected = False  # any judged task injected, answered or not
+        self.answered = 0
+        self.injected = 0  # answered ok and injected
+        self.detected = 0
+        self.false_positives = 0
+        self.corrections_requested = 0
+        self.corrections_applied = 0
+        self.time_to_flag = Latencies()  # µs, detected tasks
+        self.response_time = Latencies()  # µs, judged tasks answered ok
+
+    @classmethod
+    def of(cls, tasks: Iterable[TaskSeen]) -> HallucinationTally:
+        tally = cls()
+        for t in tasks:
+            tally.add(t)
+        return tally
+
+    def add(self, t: TaskSeen) -> None:
+        if t.injected is None:
+            return
+        self.judged += 1
+        self.any_injected = self.any_injected or t.injected
+        if t.outcome != "ok":
+            return
+        self.answered += 1
+        took_us = latency_us(t.intended_ns, t.done_ns)
+        self.response_time.add(took_us)
+        if not t.injected:
+            self.false_positives += bool(t.flagged)
+        elif t.flagged:
+            self.injected += 1
+            self.detected += 1
+            self.corrections_requested += t.correct_requested
+            self.corrections_applied += t.corrected
+            self.time_to_flag.add(took_us)
+        else:
+            self.injected += 1
+
+
+def hallucination_section(tally: HallucinationTally) -> dict[str, Any] | None:
     """The seed's hallucination validation, measured; None when no task was injected.
 
     Over tasks answered ok: ``total_hallucinations`` injected by the generator,
@@ -27,28 +72,24 @@ def hallucination_section(tasks: Sequence[TaskSeen]) -> dict[str, Any] | None:
     flagged); ``corrections_applied``: detected tasks whose answer carries a corrected
     output; ``time_to_flag``: from the task's intended start to the flagged answer
     (the check runs inline, so this is the time until the user holds the verdict).
+    Latencies are p50, p99 (within HDR precision) and max of whole microseconds.
     """
-    judged = [t for t in tasks if t.injected is not None]
-    if not any(t.injected for t in judged):
+    if not tally.any_injected:
         return None
-    answered = [t for t in judged if t.outcome == "ok"]
-    injected = [t for t in answered if t.injected]
-    detected = [t for t in injected if t.flagged]
-    false_pos = [t for t in answered if not t.injected and t.flagged]
-    flagged = len(detected) + len(false_pos)
+    detected, false_pos = tally.detected, tally.false_positives
     return {
-        "total_tasks": len(judged),
-        "answered_tasks": len(answered),
-        "total_hallucinations": len(injected),
-        "hallucinations_detected": len(detected),
-        "false_positives": len(false_pos),
-        "missed": len(injected) - len(detected),
-        "detection_accuracy": ratio(len(detected), len(injected)),
-        "precision": ratio(len(detected), flagged),
-        "corrections_requested": sum(1 for t in detected if t.correct_requested),
-        "corrections_applied": sum(1 for t in detected if t.corrected),
-        "time_to_flag": digest_ms([t.done_ns - t.intended_ns for t in detected]),
-        "response_time": digest_ms([t.done_ns - t.intended_ns for t in answered]),
+        "total_tasks": tally.judged,
+        "answered_tasks": tally.answered,
+        "total_hallucinations": tally.injected,
+        "hallucinations_detected": detected,
+        "false_positives": false_pos,
+        "missed": tally.injected - detected,
+        "detection_accuracy": ratio(detected, tally.injected),
+        "precision": ratio(detected, detected + false_pos),
+        "corrections_requested": tally.corrections_requested,
+        "corrections_applied": tally.corrections_applied,
+        "time_to_flag": digest_ms(tally.time_to_flag),
+        "response_time": digest_ms(tally.response_time),
     }
 
 
@@ -60,8 +101,57 @@ def hallucination_detect_s(section: Mapping[str, Any]) -> tuple[bool, float | No
     return True, None if worst_ms is None else round(worst_ms / 1000, 6)
 
 
+class ConflictTally:
+    """What ``conflicts_section`` reports, counted check by check (``add``)."""
+
+    def __init__(self) -> None:
+        self.checks = 0
+        self.answered = 0
+        self.agents: set[str] = set()  # as many as the scenario names
+        self.injected = 0
+        self.detected = 0
+        self.resolved = 0
+        self.correct = 0
+        self.false_conflicts = 0
+        self.consistent = 0
+        self.resolution_time = Latencies()  # µs, detected conflicts
+        self.service_resolution_time = Latencies()  # µs, the service's own figure for them
+
+    @classmethod
+    def of(cls, checks: Iterable[ConflictSeen]) -> ConflictTally:
+        tally = cls()
+        for c in checks:
+            tally.add(c)
+        return tally
+
+    def add(self, c: ConflictSeen) -> None:
+        self.checks += 1
+        self.agents.update(c.agents)
+        if c.outcome != "ok":
+            return
+        self.answered += 1
+        spurious = _spurious(c)
+        self.false_conflicts += spurious
+        if not c.truth.get("conflict"):
+            self.consistent += not spurious
+            return
+        self.injected += 1
+        found = _on_key(c)
+        if found is None:
+            return
+        correct = _correct(c, found)
+        self.consistent += correct and not spurious
+        self.detected += 1
+        self.resolution_time.add(latency_us(c.intended_ns, c.done_ns))
+        if c.resolution_time_ms is not None and c.resolution_time_ms >= 0:
+            self.service_resolution_time.add(round(c.resolution_time_ms * 1000))
+        if found.resolved_value is not None:
+            self.resolved += 1
+            self.correct += correct
+
+
 def conflicts_section(
-    checks: Sequence[ConflictSeen], target_state: Mapping[str, Any] | None, start_epoch_s: float
+    tally: ConflictTally, target_state: Mapping[str, Any] | None, start_epoch_s: float
 ) -> dict[str, Any] | None:
     """The seed's conflict validation, measured; None when no conflict check ran.
 
@@ -75,33 +165,26 @@ def conflicts_section(
     resolutions leaves every agent agreeing with the truth (a correct resolution of
     the injected conflict, and no other conflict reported); ``resolution_time``: from
     the check's intended start to its answer, for detected conflicts (the service's own
-    ``resolution_time_ms`` beside it); ``notifications``: ``conflict_detected`` notices
-    written during the run (the target returns at most its page size).
+    ``resolution_time_ms`` beside it, at whole microseconds); ``notifications``:
+    ``conflict_detected`` notices written during the run (the target returns at most its
+    page size). Latencies are p50, p99 (within HDR precision) and max.
     """
-    if not checks:
+    if not tally.checks:
         return None
-    answered = [c for c in checks if c.outcome == "ok"]
-    injected = [c for c in answered if c.truth.get("conflict")]
-    hits = [(c, _on_key(c)) for c in injected]
-    detected = [(c, f) for c, f in hits if f is not None]
-    resolved = [(c, f) for c, f in detected if f.resolved_value is not None]
-    correct = [c for c, f in resolved if _correct(c, f)]
     notes = run_notes(target_state, start_epoch_s)
-    agents = {a for c in checks for a in c.agents}
-    service_ms = [c.resolution_time_ms for c, _ in detected if c.resolution_time_ms is not None]
     return {
-        "checks": len(checks),
-        "answered_checks": len(answered),
-        "agents_involved": len(agents),
-        "conflicts_injected": len(injected),
-        "conflicts_detected": len(detected),
-        "conflicts_resolved": len(resolved),
-        "false_conflicts": sum(_spurious(c) for c in answered),
-        "detection_rate": ratio(len(detected), len(injected)),
-        "resolution_quality": ratio(len(correct), len(injected)),
-        "consistency_achieved": ratio(sum(_consistent(c) for c in answered), len(answered)),
-        "resolution_time": digest_ms([c.done_ns - c.intended_ns for c, _ in detected]),
-        "service_resolution_time_p99_ms": nearest_rank(service_ms, 99),
+        "checks": tally.checks,
+        "answered_checks": tally.answered,
+        "agents_involved": len(tally.agents),
+        "conflicts_injected": tally.injected,
+        "conflicts_detected": tally.detected,
+        "conflicts_resolved": tally.resolved,
+        "false_conflicts": tally.false_conflicts,
+        "detection_rate": ratio(tally.detected, tally.injected),
+        "resolution_quality": ratio(tally.correct, tally.injected),
+        "consistency_achieved": ratio(tally.consistent, tally.answered),
+        "resolution_time": digest_ms(tally.resolution_time),
+        "service_resolution_time_p99_ms": digest_ms(tally.service_resolution_time)["p99_ms"],
         "notifications": None
         if notes is None
         else sum(1 for n in notes if n.kind == "conflict_detected"),
@@ -130,15 +213,6 @@ def _correct(check: ConflictSeen, found: ConflictFound) -> bool:
 def _spurious(check: ConflictSeen) -> int:
     key = check.truth.get("key") if check.truth.get("conflict") else None
     return sum(1 for f in check.found if f.key != key)
-
-
-def _consistent(check: ConflictSeen) -> bool:
-    if _spurious(check):
-        return False
-    if not check.truth.get("conflict"):
-        return True
-    found = _on_key(check)
-    return found is not None and _correct(check, found)
 
 
 def same_value(a: object, b: object) -> bool:
