@@ -459,3 +459,36 @@ def test_quality_means_equal_fmean_to_the_last_bit() -> None:
             mean.add(v)
         assert mean.value() == statistics.fmean(values)
     assert _Mean().value() is None
+
+
+def test_observer_never_raises_on_hostile_answers() -> None:
+    """What a service (or a user's client adapter) may send; the figures it cannot read
+    are not counted, and nothing raises in the engine's observer."""
+    scenario = parse_scenario(DOWNGRADE, "d.toml")
+    obs = observations_for(scenario, {})
+    task_req = Planned(2_500 * MS, 1, "agent_task", 3, 0.0, "t", "a", {}, {"hallucinated": True})
+    for quality in (float("inf"), float("nan"), 10**400, True, "high"):
+        obs.observe(task_req, answer({"quality": quality, "model_used": "standard"}), 2_600 * MS)
+    bodies: list[Any] = [
+        {"conflicts": 5},
+        {"conflicts": [{"key": "k", "resolved_value": 1, "dissenting_agents": 5}]},
+        {"conflicts": [{"key": "k", "resolved_value": 10**400, "dissenting_agents": ["b"]}]},
+        {
+            "conflicts": [{"key": "k", "resolved_value": 1, "dissenting_agents": ["b"]}],
+            "resolution_time_ms": 1e306,
+        },
+        {
+            "conflicts": [{"key": "k", "resolved_value": 1, "dissenting_agents": ["b"]}],
+            "resolution_time_ms": -1.0,
+        },
+    ]
+    for body in bodies:
+        obs.observe(CONFLICT, answer(body), 3 * MS)
+    section = validate(obs, scenario, {"start_epoch_s": START, "target_state": {}})
+    downgrade = section["downgrade"]
+    assert (downgrade["tasks_during_outage"], downgrade["outage_quality"]) == (5, None)
+    conflicts = section["conflicts"]
+    assert (conflicts["checks"], conflicts["conflicts_detected"]) == (5, 4)
+    # the dissenter unread, and 10**400 is not 1: two of the four resolved ones are wrong
+    assert conflicts["resolution_quality"] == 0.4
+    assert conflicts["service_resolution_time_p99_ms"] is None  # 1e306 and -1 are not times

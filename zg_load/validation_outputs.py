@@ -16,6 +16,9 @@ from zg_load.validation_common import Latencies, digest_ms, latency_us, ratio, r
 from zg_load.validation_records import ConflictFound, ConflictSeen, TaskSeen
 
 VALUE_TOLERANCE = 1e-9  # relative: a resolved number equals the truth up to float noise
+# The service's own resolution time is read from 0 to 1 hour (ms): a figure outside that is
+# not a time, and one far above it would cost the histogram an exact overflow entry each.
+SERVICE_TIME_READ_MS = 3_600_000
 
 
 class HallucinationTally:
@@ -143,8 +146,9 @@ class ConflictTally:
         self.consistent += correct and not spurious
         self.detected += 1
         self.resolution_time.add(latency_us(c.intended_ns, c.done_ns))
-        if c.resolution_time_ms is not None and c.resolution_time_ms >= 0:
-            self.service_resolution_time.add(round(c.resolution_time_ms * 1000))
+        took_ms = c.resolution_time_ms
+        if took_ms is not None and 0 <= took_ms <= SERVICE_TIME_READ_MS:
+            self.service_resolution_time.add(round(took_ms * 1000))
         if found.resolved_value is not None:
             self.resolved += 1
             self.correct += correct
@@ -165,7 +169,8 @@ def conflicts_section(
     resolutions leaves every agent agreeing with the truth (a correct resolution of
     the injected conflict, and no other conflict reported); ``resolution_time``: from
     the check's intended start to its answer, for detected conflicts (the service's own
-    ``resolution_time_ms`` beside it, at whole microseconds); ``notifications``:
+    ``resolution_time_ms`` beside it, at whole microseconds, read from 0 to 1 hour);
+    ``notifications``:
     ``conflict_detected`` notices written during the run (the target returns at most its
     page size). Latencies are p50, p99 (within HDR precision) and max.
     """
@@ -220,7 +225,10 @@ def same_value(a: object, b: object) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return a is b
     if isinstance(a, int | float) and isinstance(b, int | float):
-        return abs(a - b) <= VALUE_TOLERANCE * max(abs(a), abs(b), 1.0)
+        try:
+            return abs(a - b) <= VALUE_TOLERANCE * max(abs(a), abs(b), 1.0)
+        except OverflowError:  # an integer beyond any float: only equal is equal
+            return a == b
     if isinstance(a, str) and isinstance(b, str):
         return a.strip().casefold() == b.strip().casefold()
     return a == b

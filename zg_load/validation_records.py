@@ -8,6 +8,7 @@ The observer folds each record into counts and histograms at once and keeps none
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -78,16 +79,18 @@ def task_seen(req: Planned, outcome: str, body: dict[str, Any], done_ns: int) ->
         corrected=bool(body.get("corrected_output")),
         fallback_index=index if isinstance(index, int) else None,
         model=body["model_used"] if isinstance(body.get("model_used"), str) else None,
-        quality=float(quality) if isinstance(quality, int | float) else None,
+        quality=_finite(quality),
     )
 
 
 def conflict_seen(req: Planned, outcome: str, body: dict[str, Any], done_ns: int) -> ConflictSeen:
     results = req.payload.get("results", {}) if isinstance(req.payload, dict) else {}
     found = []
-    for item in body.get("conflicts") or ():
+    conflicts = body.get("conflicts")
+    for item in conflicts if isinstance(conflicts, list) else ():
         if isinstance(item, dict) and isinstance(item.get("key"), str):
-            dissent = item.get("dissenting_agents") or ()
+            dissent = item.get("dissenting_agents")
+            dissent = dissent if isinstance(dissent, list) else ()
             found.append(
                 ConflictFound(item["key"], item.get("resolved_value"), tuple(map(str, dissent)))
             )
@@ -101,5 +104,17 @@ def conflict_seen(req: Planned, outcome: str, body: dict[str, Any], done_ns: int
         truth=req.truth if isinstance(req.truth, dict) else {"conflict": False},
         found=tuple(found),
         resolved_count=resolved if isinstance(resolved, int) else None,
-        resolution_time_ms=float(took) if isinstance(took, int | float) else None,
+        resolution_time_ms=_finite(took),
     )
+
+
+def _finite(value: object) -> float | None:
+    """A JSON number as a finite float; None for anything else (text, inf, nan, an integer
+    too large for a float, a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
