@@ -387,3 +387,26 @@ def test_a_ctrl_c_while_the_reports_are_written_keeps_the_run_and_says_where(
         f"zg-load report {out} prints it (--format html writes report.html)"
     )
     assert (out / "summary.json").is_file() and (out / "latency.hlog").is_file()
+
+
+def test_the_embedded_ledger_is_kept_off_the_disk_where_the_machine_allows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A busy disk must not stall the reference service: its ledger goes to /dev/shm."""
+    import os
+
+    from zg_load import embedded
+    from zg_load.scenario import ServiceSpec
+
+    if not os.path.isdir("/dev/shm"):
+        pytest.skip("this machine has no /dev/shm")
+    service = embedded.start_embedded(ServiceSpec())
+    try:
+        assert service.db_dir is not None
+        folder = Path(service.db_dir.name)
+        assert folder.parent == Path("/dev/shm") and (folder / "ledger.sqlite3").exists()
+    finally:
+        service.stop()
+    assert not folder.exists()
+    monkeypatch.setattr(os.path, "isdir", lambda path: False)
+    assert embedded._memory_dir() is None  # then the default temporary directory

@@ -3,10 +3,15 @@
 The child prints ``zg-load serve: listening on URL`` and ``zg-load serve: admin token
 TOKEN`` when it is ready; we read those two lines, and stop it with SIGTERM at the end
 (SIGKILL if it does not exit within a few seconds). It ignores SIGINT: a Ctrl-C is for us.
+Its ledger is a SQLite file in memory-backed /dev/shm where the machine has one (else in the
+temporary directory): the reference service's latency must not depend on the machine's
+disk. On a disk busy writing back 3 GB, its writes stalled for seconds and the storm
+scenario's priority-5 p99 read 5 s instead of 137 ms.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -89,7 +94,7 @@ def start_embedded(
     """Start the reference service on a free port; raise EmbeddedError if it does not come up."""
     db_dir = None
     if db is None:
-        db_dir = tempfile.TemporaryDirectory(prefix="zg-load-aiops-")
+        db_dir = tempfile.TemporaryDirectory(prefix="zg-load-aiops-", dir=_memory_dir())
         db = Path(db_dir.name) / "ledger.sqlite3"
     cmd = [
         sys.executable,
@@ -120,6 +125,12 @@ def start_embedded(
     for stream in (proc.stdout, proc.stderr):
         threading.Thread(target=_drain, args=(stream,), daemon=True).start()
     return EmbeddedService(url, token, proc, db_dir)
+
+
+def _memory_dir() -> str | None:
+    """/dev/shm when it is a writable directory; None: the default temporary directory."""
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else None
 
 
 def _drain(stream: object) -> None:
