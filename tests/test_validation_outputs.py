@@ -15,16 +15,22 @@ from zg_load.outcome import Outcome
 from zg_load.plan import Planned
 from zg_load.scenario import parse_scenario
 from zg_load.validation import observations_for, validate, validation_metrics
-from zg_load.validation_common import Latencies
+from zg_load.validation_common import Latencies, fold
 from zg_load.validation_downgrade import DowngradeTally, _Mean, downgrade_section, outage
-from zg_load.validation_observe import ConflictFound, ConflictSeen, Observations, TaskSeen
+from zg_load.validation_observe import Observations
 from zg_load.validation_outputs import (
     ConflictTally,
     HallucinationTally,
     conflicts_section,
     hallucination_section,
 )
-from zg_load.validation_records import conflict_seen, task_seen
+from zg_load.validation_records import (
+    ConflictFound,
+    ConflictSeen,
+    TaskSeen,
+    conflict_seen,
+    task_seen,
+)
 
 START = 1_700_000_000.0
 MS = 1_000_000
@@ -69,7 +75,7 @@ def test_hallucination_recall_precision_and_time_to_flag() -> None:
         task(True, None, outcome="error"),  # unanswered: not judged
         task(None, True),  # no ground truth: not judged
     ]
-    section = hallucination_section(HallucinationTally.of(tasks))
+    section = hallucination_section(fold(HallucinationTally(), tasks))
     assert section is not None
     # percentiles within HDR precision (3 significant figures), the max exact
     assert section.pop("time_to_flag") == {
@@ -94,9 +100,11 @@ def test_hallucination_recall_precision_and_time_to_flag() -> None:
         "corrections_requested": 1,
         "corrections_applied": 1,
     }
-    assert hallucination_section(HallucinationTally.of([task(False, False)])) is None
+    assert hallucination_section(fold(HallucinationTally(), [task(False, False)])) is None
     # an injected task that was not answered still makes the section apply
-    unanswered = hallucination_section(HallucinationTally.of([task(True, None, outcome="error")]))
+    unanswered = hallucination_section(
+        fold(HallucinationTally(), [task(True, None, outcome="error")])
+    )
     assert unanswered is not None
     assert (unanswered["total_tasks"], unanswered["answered_tasks"]) == (1, 0)
     assert unanswered["detection_accuracy"] is None
@@ -123,7 +131,7 @@ def test_conflicts_scored_against_the_injected_truth() -> None:
             {"id": 1, "kind": "conflict_detected", "created_at": "2023-11-14T22:13:21Z"}
         ]
     }
-    section = conflicts_section(ConflictTally.of(checks), state, START)
+    section = conflicts_section(fold(ConflictTally(), checks), state, START)
     assert section is not None
     assert section.pop("resolution_time") == {
         "p50_ms": pytest.approx(2.0, rel=1e-3),
@@ -210,7 +218,7 @@ def test_downgrade_section() -> None:
         "status": {"models": [{"name": "premium", "recovery_attempts": 7}]},
     }
     scenario = parse_scenario(DOWNGRADE, "d.toml")
-    tally = DowngradeTally.of(tasks, outage(scenario))
+    tally = fold(DowngradeTally(outage(scenario)), tasks)
     section = downgrade_section(tally, scenario, state, START)
     assert section == {
         "models_down": ["premium"],
@@ -244,17 +252,28 @@ def answer(body: Any, outcome: Outcome = Outcome.OK, reason: str | None = None) 
     return Answer(outcome, 200 if outcome is Outcome.OK else 503, reason, body)
 
 
+HALLUCINATED = Planned(
+    0,
+    1,
+    "agent_task",
+    3,
+    0.0,
+    "t",
+    "a",
+    {"task": {"type": "x"}, "options": {"correct": True}},
+    {"hallucinated": True},
+)
+FLAGGED = {
+    "checks": {"hallucination": {"flagged": True}},
+    "corrected_output": "fixed",
+    "fallback_index": 1,
+    "model_used": "standard",
+    "quality": 0.85,
+}
+
+
 def test_records_read_truth_and_verdicts() -> None:
-    payload = {"task": {"type": "x"}, "options": {"correct": True}}
-    hallucinated = Planned(0, 1, "agent_task", 3, 0.0, "t", "a", payload, {"hallucinated": True})
-    body = {
-        "checks": {"hallucination": {"flagged": True}},
-        "corrected_output": "fixed",
-        "fallback_index": 1,
-        "model_used": "standard",
-        "quality": 0.85,
-    }
-    first = task_seen(hallucinated, "ok", body, 20 * MS)
+    first = task_seen(HALLUCINATED, "ok", FLAGGED, 20 * MS)
     assert (first.injected, first.flagged, first.corrected, first.correct_requested) == (
         True,
         True,
@@ -267,10 +286,10 @@ def test_records_read_truth_and_verdicts() -> None:
         0.85,
         1,
     )
-    failed = task_seen(hallucinated, "error", {}, 21 * MS)
+    failed = task_seen(HALLUCINATED, "error", {}, 21 * MS)
     assert (failed.outcome, failed.flagged, failed.model) == ("error", None, None)
     odd = {"checks": "junk", "fallback_index": "1", "model_used": 3, "quality": "high"}
-    unread = task_seen(hallucinated, "ok", odd, 22 * MS)
+    unread = task_seen(HALLUCINATED, "ok", odd, 22 * MS)
     assert (unread.flagged, unread.fallback_index, unread.model, unread.quality) == (
         None,
         None,
@@ -305,17 +324,8 @@ def test_observer_counts_every_answer_and_keeps_no_record() -> None:
     obs = observations_for(scenario, {})
     approval = Planned(5 * MS, 0, "approval", 2, 2.8, "analysis", "a")
     obs.observe(approval, answer(None, Outcome.REFUSED, "budget_exceeded"), 9 * MS)
-    payload = {"task": {"type": "x"}, "options": {"correct": True}}
-    hallucinated = Planned(0, 1, "agent_task", 3, 0.0, "t", "a", payload, {"hallucinated": True})
-    body = {
-        "checks": {"hallucination": {"flagged": True}},
-        "corrected_output": "fixed",
-        "fallback_index": 1,
-        "model_used": "standard",
-        "quality": 0.85,
-    }
-    obs.observe(hallucinated, answer(body), 20 * MS)
-    obs.observe(hallucinated, answer("not json", Outcome.ERROR), 21 * MS)
+    obs.observe(HALLUCINATED, answer(FLAGGED), 20 * MS)
+    obs.observe(HALLUCINATED, answer("not json", Outcome.ERROR), 21 * MS)
     obs.observe(CONFLICT, answer(FOUND), 3 * MS)
     assert obs.approvals.counts == {(0, 2, "refused", "budget_exceeded", True): 1}
     assert obs.approvals.first_done_ns == {"budget_exceeded": 9 * MS}
@@ -356,7 +366,7 @@ def test_tallies_are_the_old_list_computations_on_random_answers() -> None:
                 quality=rng.choice([0.95, 0.85, 0.7, 0.91, None]) if ok else None,
             )
         )
-    section = downgrade_section(DowngradeTally.of(tasks, span), scenario, {}, START)
+    section = downgrade_section(fold(DowngradeTally(span), tasks), scenario, {}, START)
     assert section is not None and span is not None
     answered = [t for t in tasks if t.outcome == "ok"]
     during = [t for t in tasks if span.start_s <= t.intended_ns / 1e9 < span.end_s]
@@ -381,7 +391,7 @@ def test_tallies_are_the_old_list_computations_on_random_answers() -> None:
         t.done_ns / 1e9 for t in answered if t.model == "premium" and t.done_ns / 1e9 >= span.end_s
     )
     assert section["time_to_restore_s"] == round(restored_s - span.end_s, 6)
-    hall = hallucination_section(HallucinationTally.of(tasks))
+    hall = hallucination_section(fold(HallucinationTally(), tasks))
     assert hall is not None
     judged = [t for t in tasks if t.injected is not None and t.outcome == "ok"]
     detected = [t for t in judged if t.injected and t.flagged]

@@ -25,7 +25,12 @@ from zg_load.validation_admission import (
     storm_section,
 )
 from zg_load.validation_common import NS_PER_S
-from zg_load.validation_downgrade import downgrade_detect_s, downgrade_section, outage
+from zg_load.validation_downgrade import (
+    DowngradeTally,
+    downgrade_detect_s,
+    downgrade_section,
+    outage,
+)
 from zg_load.validation_observe import Approvals, Observations
 from zg_load.validation_outputs import (
     conflicts_detect_s,
@@ -99,7 +104,7 @@ def observations_for(scenario: Scenario, target_state: Mapping[str, Any] | None)
     (``target_state``: the target as it was before the run)."""
     return Observations(
         approvals=Approvals(budget_watch(scenario, target_state)),
-        outage=outage(scenario),
+        downgrade=DowngradeTally(outage(scenario)),
         interval_ns=round(scenario.interval_s * NS_PER_S),
     )
 

@@ -13,13 +13,20 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar, cast
 
 from zg_load.hdr import Histogram
 
 NS_PER_S = 1_000_000_000
 NS_PER_MS = 1_000_000
 USD_EPSILON = 1e-6  # one micro-USD: the ledger's resolution
+
+
+class _Adds(Protocol):
+    def add(self, item: Any, /) -> None: ...
+
+
+T = TypeVar("T", bound=_Adds)
 
 
 def nearest_rank(values: Sequence[float], pct: float) -> float | None:
@@ -63,16 +70,15 @@ class Latencies:
 def digest_ms(latencies: Latencies) -> dict[str, float | None]:
     """p50, p99 and max of microsecond values, in milliseconds (None when empty);
     percentiles within the histogram's precision, the max exact."""
+    digest = latencies.histogram().digest().to_json()
+    return {key: cast(float | None, digest[key]) for key in ("p50_ms", "p99_ms", "max_ms")}
 
-    def ms(value_us: int | None) -> float | None:
-        return None if value_us is None else round(value_us / 1000, 3)
 
-    histogram = latencies.histogram()
-    return {
-        "p50_ms": ms(histogram.percentile(50)),
-        "p99_ms": ms(histogram.percentile(99)),
-        "max_ms": ms(histogram.max_us),
-    }
+def fold(tally: T, items: Iterable[Any]) -> T:
+    """``tally`` with every item added in turn (``tally.add(item)``)."""
+    for item in items:
+        tally.add(item)
+    return tally
 
 
 def latency_us(intended_ns: int, done_ns: int) -> int:

@@ -11,7 +11,7 @@ the faults or makes that model available again (else to the end of the run).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,13 +108,6 @@ class DowngradeTally:
         self.best_quality: float | None = None
         self.first_fallback_s: float | None = None  # answered after the outage began
         self.first_restored_s: float | None = None  # a downed model, after it ended
-
-    @classmethod
-    def of(cls, tasks: Iterable[TaskSeen], span: Outage | None) -> DowngradeTally:
-        tally = cls(span)
-        for t in tasks:
-            tally.add(t)
-        return tally
 
     def add(self, t: TaskSeen) -> None:
         span = self.span

@@ -22,15 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 from zg_load.outcome import Outcome
 from zg_load.validation_common import NS_PER_S, USD_EPSILON
-from zg_load.validation_downgrade import DowngradeTally, Outage
+from zg_load.validation_downgrade import DowngradeTally
 from zg_load.validation_outputs import ConflictTally, HallucinationTally
-from zg_load.validation_records import (
-    ConflictFound,
-    ConflictSeen,
-    TaskSeen,
-    conflict_seen,
-    task_seen,
-)
+from zg_load.validation_records import ConflictSeen, TaskSeen, conflict_seen, task_seen
 
 if TYPE_CHECKING:  # the client module loads aiohttp; validation must not
     from zg_load.client import Answer
@@ -43,16 +37,6 @@ MICROS_PER_USD = 1_000_000
 # Crossings are kept for sums within this of a watched one: the soft limit a service
 # derives from a limit may round either way (80 % of 2.000001 USD: 1.6 or 1.600001).
 WATCH_WINDOW_MICROS = 100
-
-__all__ = [
-    "ApprovalKey",
-    "ApprovalSeen",
-    "Approvals",
-    "ConflictFound",
-    "ConflictSeen",
-    "Observations",
-    "TaskSeen",
-]
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,21 +157,18 @@ def _windows(watch_usd: Iterable[float]) -> list[tuple[int, int]]:
 class Observations:
     """What validation needs of every answer, folded in as it comes; see the module docstring.
 
-    ``outage`` (``validation_downgrade.outage`` of the scenario) and ``interval_ns`` (the
-    report's interval) are fixed when the observer is made: tasks are counted against them.
+    ``downgrade`` (kept for the scenario's outage, ``validation_downgrade.outage``) and
+    ``interval_ns`` (the report's interval) are fixed when the observer is made: tasks are
+    counted against them.
     """
 
     approvals: Approvals = field(default_factory=Approvals)
-    outage: Outage | None = None
+    downgrade: DowngradeTally = field(default_factory=DowngradeTally)  # counts no outage
     interval_ns: int = NS_PER_S
     hallucination: HallucinationTally = field(default_factory=HallucinationTally)
     conflicts: ConflictTally = field(default_factory=ConflictTally)
-    downgrade: DowngradeTally = field(init=False)
     processed_by_phase: Counter[int] = field(default_factory=Counter)  # tasks and checks, ok
     models_by_interval: Counter[tuple[int, str]] = field(default_factory=Counter)
-
-    def __post_init__(self) -> None:
-        self.downgrade = DowngradeTally(self.outage)
 
     def observe(self, req: Planned, answer: Answer, done_ns: int) -> None:
         """The engine's observer: count what validation needs of one answer."""

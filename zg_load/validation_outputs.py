@@ -9,7 +9,7 @@ the service's own view of itself; see the definitions on each function.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from zg_load.validation_common import Latencies, digest_ms, latency_us, ratio, run_notes
@@ -36,13 +36,6 @@ class HallucinationTally:
         self.time_to_flag = Latencies()  # µs, detected tasks
         self.response_time = Latencies()  # µs, judged tasks answered ok
 
-    @classmethod
-    def of(cls, tasks: Iterable[TaskSeen]) -> HallucinationTally:
-        tally = cls()
-        for t in tasks:
-            tally.add(t)
-        return tally
-
     def add(self, t: TaskSeen) -> None:
         if t.injected is None:
             return
@@ -55,14 +48,13 @@ class HallucinationTally:
         self.response_time.add(took_us)
         if not t.injected:
             self.false_positives += bool(t.flagged)
-        elif t.flagged:
-            self.injected += 1
+            return
+        self.injected += 1
+        if t.flagged:
             self.detected += 1
             self.corrections_requested += t.correct_requested
             self.corrections_applied += t.corrected
             self.time_to_flag.add(took_us)
-        else:
-            self.injected += 1
 
 
 def hallucination_section(tally: HallucinationTally) -> dict[str, Any] | None:
@@ -119,13 +111,6 @@ class ConflictTally:
         self.consistent = 0
         self.resolution_time = Latencies()  # µs, detected conflicts
         self.service_resolution_time = Latencies()  # µs, the service's own figure for them
-
-    @classmethod
-    def of(cls, checks: Iterable[ConflictSeen]) -> ConflictTally:
-        tally = cls()
-        for c in checks:
-            tally.add(c)
-        return tally
 
     def add(self, c: ConflictSeen) -> None:
         self.checks += 1
